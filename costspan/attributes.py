@@ -1,0 +1,71 @@
+"""Attribute names: the GenAI semantic conventions we emit and read, and costspan's own.
+
+Kept in one module so instrumentors, the processor and the exporters cannot drift apart on a
+spelling; the names are a public contract (DESIGN.md, "Span attributes").
+"""
+
+from __future__ import annotations
+
+# GenAI semantic conventions (v1.41).
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+SYSTEM_DEPRECATED = "gen_ai.system"
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_STREAM = "gen_ai.request.stream"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_TTFC = "gen_ai.response.time_to_first_chunk"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+CACHE_WRITE_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+USER_ID = "user.id"
+OPENAI_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+
+# costspan's own.
+USAGE_SOURCE = "costspan.usage.source"
+IMAGE_COUNT = "costspan.usage.images"
+CACHE_WRITE_1H_TOKENS = "costspan.usage.cache_write_1h.input_tokens"
+COST_USD = "costspan.cost.usd"
+COST_INPUT_USD = "costspan.cost.input_usd"
+COST_OUTPUT_USD = "costspan.cost.output_usd"
+COST_CACHE_READ_USD = "costspan.cost.cache_read_usd"
+COST_CACHE_WRITE_USD = "costspan.cost.cache_write_usd"
+COST_STATUS = "costspan.cost.status"
+PRICING_KEY = "costspan.pricing.key"
+PRICING_SOURCE = "costspan.pricing.source"
+PROJECT = "costspan.project"
+FEATURE = "costspan.feature"
+BUDGET_NAME = "costspan.budget.name"
+BUDGET_UTILIZATION = "costspan.budget.utilization"
+BUDGET_REMAINING_USD = "costspan.budget.remaining_usd"
+BUDGET_STATUS = "costspan.budget.status"
+BUDGET_THRESHOLD = "costspan.budget.threshold"
+BUDGET_THRESHOLD_EVENT = "costspan.budget.threshold"
+COUNTED_IN = "costspan.cost.counted_in"
+"""Set on an outer GenAI span whose call was already priced on an inner span (counted once)."""
+
+# Peers' names, read so that their spans are priced too.
+PEER_INPUT_TOKENS = ("gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens", "llm.token_count.prompt")
+PEER_OUTPUT_TOKENS = ("gen_ai.usage.completion_tokens", "llm.usage.completion_tokens", "llm.token_count.completion")
+PEER_CACHE_READ_TOKENS = (
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+)
+PEER_CACHE_WRITE_TOKENS = (
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+)
+PEER_REASONING_TOKENS = ("gen_ai.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning")
+PEER_MODEL = ("llm.model_name", "llm.request.model", "llm.response.model")
+PEER_PROVIDER = ("llm.provider", "llm.system")

@@ -1,0 +1,167 @@
+"""Settings from ``COSTSPAN_*`` variables and the optional YAML file.
+
+Variables win over the file so that one deployment can differ from the shared file without a
+copy of it. Every problem names the file (or variable), the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from costspan.errors import ConfigError
+
+ENV_SOURCE = "environment"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_TOP_LEVEL_KEYS = {
+    "timezone",
+    "store",
+    "pricing",
+    "budgets",
+    "quotas",
+    "alerts",
+    "ledger",
+    "currency",
+    "prometheus",
+    "enforce",
+    "capture_content",
+    "fail_closed",
+}
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "costspan"
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    """The YAML file the settings came from, or ``environment``; used in every error message."""
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    store_url: str = "memory://"
+    prometheus_port: int | None = None
+    prometheus_addr: str = "127.0.0.1"
+    enforce: bool = True
+    capture_content: bool = False
+    ledger_enabled: bool = True
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """A raw YAML section for the component that owns it to validate."""
+        return self.raw.get(name)
+
+
+def _parse_bool(value: str, source: str, key: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(source, key, f"expected true or false, got {value!r}")
+
+
+def _parse_timezone(value: object, source: str, key: str) -> ZoneInfo:
+    if not isinstance(value, str):
+        raise ConfigError(source, key, f"expected an IANA time zone name, got {value!r}")
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(source, key, f"unknown time zone {value!r}") from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(source, where, f"malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "(top level)", "expected a mapping of settings")
+    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(source, unknown[0], f"unknown setting (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})")
+    return data
+
+
+def config_path(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get("COSTSPAN_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path("costspan.yaml")
+    return default if default.is_file() else None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings once; raises :class:`ConfigError` on any bad value."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    raw = _read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else ENV_SOURCE
+
+    tz_value: object = env.get("COSTSPAN_TIMEZONE") or raw.get("timezone", "UTC")
+    tz_source = "COSTSPAN_TIMEZONE" if env.get("COSTSPAN_TIMEZONE") else "timezone"
+    timezone = _parse_timezone(tz_value, ENV_SOURCE if tz_source.isupper() else source, tz_source)
+
+    store_url = env.get("COSTSPAN_STORE") or raw.get("store")
+    if store_url is None:
+        store_url = f"sqlite:///{default_state_dir(env) / 'costspan.db'}"
+    if not isinstance(store_url, str) or "://" not in store_url:
+        raise ConfigError(source, "store", f"expected a URL like sqlite:///path or redis://host:6379/0, got {store_url!r}")
+
+    prom = raw.get("prometheus") or {}
+    if not isinstance(prom, dict):
+        raise ConfigError(source, "prometheus", "expected a mapping")
+    port_value = env.get("COSTSPAN_PROMETHEUS_PORT") or prom.get("port")
+    port: int | None = None
+    if port_value not in (None, ""):
+        try:
+            port = int(str(port_value))
+        except ValueError as exc:
+            raise ConfigError(source, "COSTSPAN_PROMETHEUS_PORT", f"expected a port number, got {port_value!r}") from exc
+        if not 0 <= port <= 65535:
+            raise ConfigError(source, "COSTSPAN_PROMETHEUS_PORT", f"port {port} out of range")
+    addr = env.get("COSTSPAN_PROMETHEUS_ADDR") or prom.get("addr") or "127.0.0.1"
+
+    def flag(env_name: str, key: str, default: bool) -> bool:
+        if env.get(env_name):
+            return _parse_bool(env[env_name], ENV_SOURCE, env_name)
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"expected true or false, got {value!r}")
+        return value
+
+    ledger_raw = raw.get("ledger") or {}
+    if not isinstance(ledger_raw, dict):
+        raise ConfigError(source, "ledger", "expected a mapping")
+    ledger_env = env.get("COSTSPAN_LEDGER")
+    ledger_enabled = (
+        _parse_bool(ledger_env, ENV_SOURCE, "COSTSPAN_LEDGER") if ledger_env else bool(ledger_raw.get("enabled", True))
+    )
+
+    return Settings(
+        source=source,
+        timezone=timezone,
+        store_url=store_url,
+        prometheus_port=port,
+        prometheus_addr=str(addr),
+        enforce=flag("COSTSPAN_ENFORCE", "enforce", True),
+        capture_content=flag("COSTSPAN_CAPTURE_CONTENT", "capture_content", False),
+        ledger_enabled=ledger_enabled,
+        raw=raw,
+    )
