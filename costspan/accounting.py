@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from costspan.pricing import Pricer, Quote
+from costspan.pricing import Quote
 from costspan.usage import CallFacts
 
 logger = logging.getLogger("costspan")

@@ -43,10 +43,7 @@ class BudgetExceededError(Exception):
         self.unit = unit
         self.reason = reason
         resets = resets_at.isoformat() if resets_at else "never"
-        if unit == "USD":
-            amounts = f"limit ${limit}, spent ${spent}"
-        else:
-            amounts = f"limit {limit} {unit}, used {spent} {unit}"
+        amounts = f"limit ${limit}, spent ${spent}" if unit == "USD" else f"limit {limit} {unit}, used {spent} {unit}"
         super().__init__(
             f"costspan {kind} {budget!r} refused the call ({reason}): {amounts}; window resets at {resets}"
         )

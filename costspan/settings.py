@@ -33,6 +33,8 @@ _TOP_LEVEL_KEYS = {
     "enforce",
     "capture_content",
     "fail_closed",
+    "endpoints",
+    "estimation",
 }
 
 
@@ -52,6 +54,8 @@ class Settings:
     enforce: bool = True
     capture_content: bool = False
     ledger_enabled: bool = True
+    endpoints: tuple[tuple[str, str], ...] = ()
+    """Base-URL prefixes named as a provider (gateways, stand-ins), checked before host detection."""
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
@@ -99,6 +103,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _parse_endpoints(env: Mapping[str, str], raw: Mapping[str, Any], source: str) -> tuple[tuple[str, str], ...]:
+    from costspan.providers import parse_overrides
+
+    pairs: list[tuple[str, str]] = []
+    if env.get("COSTSPAN_ENDPOINTS"):
+        try:
+            pairs.extend(parse_overrides(env["COSTSPAN_ENDPOINTS"]))
+        except ValueError as exc:
+            raise ConfigError(ENV_SOURCE, "COSTSPAN_ENDPOINTS", str(exc)) from exc
+    section = raw.get("endpoints") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(source, "endpoints", "expected a mapping of base URL to provider name")
+    for url, provider in section.items():
+        if not isinstance(provider, str) or not provider:
+            raise ConfigError(source, f"endpoints[{url}]", f"expected a provider name, got {provider!r}")
+        pairs.append((str(url).rstrip("/"), provider))
+    return tuple(pairs)
+
+
 def config_path(env: Mapping[str, str]) -> Path | None:
     explicit = env.get("COSTSPAN_CONFIG")
     if explicit:
@@ -122,7 +145,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if store_url is None:
         store_url = f"sqlite:///{default_state_dir(env) / 'costspan.db'}"
     if not isinstance(store_url, str) or "://" not in store_url:
-        raise ConfigError(source, "store", f"expected a URL like sqlite:///path or redis://host:6379/0, got {store_url!r}")
+        raise ConfigError(
+            source, "store", f"expected a URL like sqlite:///path or redis://host:6379/0, got {store_url!r}"
+        )
 
     prom = raw.get("prometheus") or {}
     if not isinstance(prom, dict):
@@ -133,7 +158,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         try:
             port = int(str(port_value))
         except ValueError as exc:
-            raise ConfigError(source, "COSTSPAN_PROMETHEUS_PORT", f"expected a port number, got {port_value!r}") from exc
+            raise ConfigError(
+                source, "COSTSPAN_PROMETHEUS_PORT", f"expected a port number, got {port_value!r}"
+            ) from exc
         if not 0 <= port <= 65535:
             raise ConfigError(source, "COSTSPAN_PROMETHEUS_PORT", f"port {port} out of range")
     addr = env.get("COSTSPAN_PROMETHEUS_ADDR") or prom.get("addr") or "127.0.0.1"
@@ -154,8 +181,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         _parse_bool(ledger_env, ENV_SOURCE, "COSTSPAN_LEDGER") if ledger_env else bool(ledger_raw.get("enabled", True))
     )
 
+    endpoints = _parse_endpoints(env, raw, source)
+
     return Settings(
         source=source,
+        endpoints=endpoints,
         timezone=timezone,
         store_url=store_url,
         prometheus_port=port,

@@ -52,6 +52,8 @@ class CallFacts:
     user: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    prompt_hash: str | None = None
+    """Salted hash of the request messages, only when ``ledger.prompt_hashes`` is on."""
 
     @property
     def model(self) -> str:

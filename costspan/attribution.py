@@ -1,0 +1,120 @@
+"""Who a call is for: project, user and feature, carried by the OpenTelemetry context.
+
+The context (not a thread-local) is what follows asyncio tasks and contextvars-aware executors.
+Attribution stays in the process unless ``propagate=True``: baggage travels in the headers of
+every outgoing request, the LLM provider's included, so user ids must not go there silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from opentelemetry import baggage, context
+
+_KEY = context.create_key("costspan.attribution")
+BAGGAGE_PROJECT = "costspan.project"
+BAGGAGE_FEATURE = "costspan.feature"
+BAGGAGE_USER = "user.id"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    project: str | None = None
+    user: str | None = None
+    feature: str | None = None
+
+
+_EMPTY = Attribution()
+
+
+def current(ctx: context.Context | None = None) -> Attribution:
+    """The attribution in force: in-process values first, then incoming baggage."""
+    own = context.get_value(_KEY, ctx)
+    found = own if isinstance(own, Attribution) else _EMPTY
+    if found.project and found.user and found.feature:
+        return found
+    entries = baggage.get_all(ctx)
+    if not entries:
+        return found
+
+    def pick(mine: str | None, key: str) -> str | None:
+        if mine:
+            return mine
+        value = entries.get(key)
+        return str(value) if value else None
+
+    return Attribution(
+        project=pick(found.project, BAGGAGE_PROJECT),
+        user=pick(found.user, BAGGAGE_USER),
+        feature=pick(found.feature, BAGGAGE_FEATURE),
+    )
+
+
+class attribute(contextlib.ContextDecorator):
+    """``with costspan.attribute(project="research", user="u-42"):`` or ``@costspan.attribute(...)``.
+
+    Nested uses inherit what they do not set. Works as a decorator on coroutine functions too.
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        user: str | None = None,
+        feature: str | None = None,
+        *,
+        propagate: bool = False,
+    ) -> None:
+        self._values = {"project": project, "user": user, "feature": feature}
+        self._propagate = propagate
+        self._tokens: list[object] = []
+
+    def _context(self) -> context.Context:
+        base = context.get_value(_KEY)
+        merged = base if isinstance(base, Attribution) else _EMPTY
+        merged = replace(merged, **{k: v for k, v in self._values.items() if v is not None})
+        ctx = context.set_value(_KEY, merged)
+        if self._propagate:
+            for key, value in (
+                (BAGGAGE_PROJECT, merged.project),
+                (BAGGAGE_USER, merged.user),
+                (BAGGAGE_FEATURE, merged.feature),
+            ):
+                if value:
+                    ctx = baggage.set_baggage(key, value, ctx)
+        return ctx
+
+    def __enter__(self) -> Attribution:
+        ctx = self._context()
+        self._tokens.append(context.attach(ctx))
+        return current(ctx)
+
+    def __exit__(self, *exc: object) -> None:
+        context.detach(self._tokens.pop())  # type: ignore[arg-type]
+
+    def __call__(self, func: F) -> F:  # type: ignore[override]
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._fresh():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def _fresh(self) -> attribute:
+        """A new instance per invocation: a decorated function may run concurrently."""
+        return attribute(**self._values, propagate=self._propagate)  # type: ignore[arg-type]

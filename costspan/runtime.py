@@ -1,0 +1,304 @@
+"""The process-wide costspan runtime: settings, pricer, budgets, sinks and the OTel hooks.
+
+Built lazily on first use and once per process, because instrumentors, the launcher's hooks,
+``costspan.configure`` and ``costspan.track`` may each be the first to need it. A configuration
+error disables costspan with one clear log record instead of breaking the host application;
+only explicit calls (``configure``, the CLI) raise it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from costspan.accounting import Accounted, ChargeResult, Sink
+from costspan.estimation import EstimationMonitor, TokenCounter
+from costspan.pricing import Pricer
+from costspan.settings import Settings, load_settings
+from costspan.usage import CallFacts
+
+logger = logging.getLogger("costspan")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pricer: Pricer
+    budgets: Any | None = None
+    """The BudgetEngine (precheck/charge/release/status), or None when budgets are off."""
+    sinks: list[Sink] = field(default_factory=list)
+    counter: TokenCounter = field(default_factory=TokenCounter)
+    monitor: EstimationMonitor | None = None
+    service_name: str = "unknown_service"
+    reservations: dict[int, object] = field(default_factory=dict)
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+    _processor: Any = None
+    _private_provider: TracerProvider | None = None
+    _attached: set[int] = field(default_factory=set)
+    _errors_logged: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+
+    # -- accounting ------------------------------------------------------------------------
+    def account(self, facts: CallFacts, reservation: object | None = None) -> Accounted:
+        """Price, charge and record one call. Each stage is isolated: one failing never hides another."""
+        quote = self.pricer.quote(
+            facts.provider,
+            facts.model,
+            facts.usage,
+            at=facts.started_at,
+            service_tier=facts.service_tier,
+            server_address=facts.server_address,
+        )
+        charge = ChargeResult()
+        if self.budgets is not None:
+            try:
+                charge = self.budgets.charge(facts, quote, reservation)
+            except Exception:
+                self.log_once("budgets.charge")
+        accounted = Accounted(facts, quote, charge)
+        for sink in self.sinks:
+            try:
+                sink.record(accounted)
+            except Exception:
+                self.log_once(f"sink {type(sink).__name__}")
+        return accounted
+
+    def precheck(self, facts: CallFacts, worst_case_nanos: int | None = None) -> object | None:
+        """Ask the budget engine before a request leaves; only BudgetExceededError escapes."""
+        if self.budgets is None:
+            return None
+        from costspan.errors import BudgetExceededError
+
+        try:
+            return self.budgets.precheck(facts, worst_case_nanos=worst_case_nanos)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            self.log_once("budgets.precheck")
+            return None
+
+    def release(self, reservation: object | None) -> None:
+        if reservation is not None and self.budgets is not None:
+            try:
+                self.budgets.release(reservation)
+            except Exception:
+                self.log_once("budgets.release")
+
+    def take_reservation(self, span_id: int) -> object | None:
+        return self.reservations.pop(span_id, None)
+
+    def log_once(self, where: str) -> None:
+        if where not in self._errors_logged:
+            self._errors_logged.add(where)
+            logger.exception("costspan: internal error in %s; the application is unaffected", where)
+
+    # -- OpenTelemetry wiring --------------------------------------------------------------
+    @property
+    def processor(self) -> Any:
+        if self._processor is None:
+            from costspan.processors.cost_span_processor import CostSpanProcessor
+
+            self._processor = CostSpanProcessor(
+                self.account, default_project=self.service_name, take_reservation=self.take_reservation
+            )
+        return self._processor
+
+    def attach(self, provider: object) -> bool:
+        """Add the processor and sampler guard to an SDK TracerProvider, once. False if not an SDK one."""
+        if not isinstance(provider, TracerProvider):
+            return False
+        with self._lock:
+            if id(provider) in self._attached:
+                return True
+            from costspan.processors.sampler_guard import guard
+
+            guard(provider)
+            provider.add_span_processor(self.processor)
+            self._attached.add(id(provider))
+        return True
+
+    def tracer_provider(self) -> TracerProvider:
+        """The global SDK provider with costspan attached, or a private one when there is none.
+
+        The private provider has no exporter: it exists so calls are still priced, charged and
+        counted when the application set up no tracing at all.
+        """
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, TracerProvider):
+            if id(provider) not in self._attached:
+                self.attach(provider)
+            return provider
+        if self._private_provider is None:
+            with self._lock:
+                if self._private_provider is None:
+                    private = TracerProvider(resource=Resource.create({"service.name": self.service_name}))
+                    private.add_span_processor(self.processor)
+                    self._private_provider = private
+        return self._private_provider
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def add_closer(self, closer: Callable[[], None]) -> None:
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        """Flush everything recorded; safe to call more than once (atexit and SIGTERM both call it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:
+                self.log_once("close")
+
+
+_runtime: Runtime | None = None
+_disabled = False
+_build_lock = threading.Lock()
+
+
+def _service_name() -> str:
+    name = os.environ.get("OTEL_SERVICE_NAME")
+    if name:
+        return name
+    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return value.strip()
+    return "unknown_service"
+
+
+def build(settings: Settings, *, start_endpoint: bool = True, meter_provider: Any = None) -> Runtime:
+    """Assemble a runtime from settings (also used by tests with their own settings)."""
+    from costspan.exporters.otlp_metrics import OtlpMetrics
+    from costspan.exporters.prometheus import start_endpoint as serve
+    from costspan.pricing.pricer import build_pricer
+
+    runtime = Runtime(settings=settings, pricer=build_pricer(settings), service_name=_service_name())
+    prometheus = _prometheus_metrics()
+    runtime.sinks.append(prometheus)
+    meter = meter_provider.get_meter("costspan") if meter_provider is not None else None
+    runtime.sinks.append(OtlpMetrics(meter))
+    runtime.monitor = EstimationMonitor(runtime.counter, prometheus.record_estimation_error, _sample_rate(settings))
+
+    from costspan.budgets import BudgetEngine
+
+    runtime.budgets = BudgetEngine.from_settings(settings)
+    runtime.add_closer(runtime.budgets.close)
+    _register_budget_metrics(runtime)
+
+    from costspan.exporters.ledger import LedgerSink
+
+    ledger = LedgerSink.from_settings(settings, service=runtime.service_name)
+    if ledger is not None:
+        runtime.sinks.append(ledger)
+        runtime.add_closer(ledger.close)
+
+    if start_endpoint and settings.prometheus_port is not None:
+        serve(settings.prometheus_port, settings.prometheus_addr)
+    return runtime
+
+
+_prometheus: Any = None
+
+
+def _prometheus_metrics() -> Any:
+    """One set of series per process: the default registry refuses a second registration."""
+    global _prometheus
+    if _prometheus is None:
+        from costspan.exporters.prometheus import PrometheusMetrics
+
+        _prometheus = PrometheusMetrics()
+    return _prometheus
+
+
+def _register_budget_metrics(runtime: Runtime) -> None:
+    try:
+        from costspan.exporters.budget_metrics import register
+    except ImportError:
+        return
+    register(runtime.budgets)
+
+
+def _sample_rate(settings: Settings) -> float:
+    section = settings.section("estimation") or {}
+    rate = section.get("sample_rate", 0.1) if isinstance(section, dict) else 0.1
+    return float(rate)
+
+
+def get() -> Runtime | None:
+    """The runtime, built on first use; None when costspan is disabled by a bad configuration."""
+    global _runtime, _disabled
+    if _runtime is not None or _disabled:
+        return _runtime
+    with _build_lock:
+        if _runtime is None and not _disabled:
+            try:
+                _runtime = build(load_settings())
+            except Exception as exc:
+                _disabled = True
+                logger.error("costspan is disabled: %s", exc)
+                return None
+            _install_shutdown(_runtime)
+    return _runtime
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime`` the process's runtime (``costspan.configure`` and tests)."""
+    global _runtime, _disabled
+    with _build_lock:
+        if _runtime is not None and _runtime is not runtime:
+            _runtime.close()
+        _runtime, _disabled = runtime, False
+    _install_shutdown(runtime)
+    return runtime
+
+
+def reset() -> None:
+    """Close and forget the runtime (tests)."""
+    global _runtime, _disabled
+    with _build_lock:
+        if _runtime is not None:
+            _runtime.close()
+        _runtime, _disabled = None, False
+
+
+def _install_shutdown(runtime: Runtime) -> None:
+    atexit.register(runtime.close)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        return
+    if getattr(previous, "_costspan", False):
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        current = _runtime
+        if current is not None:
+            current.close()
+        if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    on_sigterm._costspan = True  # type: ignore[attr-defined]
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        pass

@@ -1,0 +1,98 @@
+"""The same figures through the OpenTelemetry MeterProvider, so ``OTEL_METRICS_EXPORTER=otlp`` ships them.
+
+The GenAI semantic-convention histograms carry their advisory bucket boundaries. costspan's own
+instruments use curly-brace units so that a collector's Prometheus translation yields exactly
+the names the dashboards query (``costspan_cost_usd_total``, not ``costspan_cost_USD_total``).
+Token histograms are fed only from reported usage: semconv makes offline counts opt-in.
+"""
+
+from __future__ import annotations
+
+from costspan.exporters.labels import LabelLimiter
+from costspan.exporters.prometheus import TOKEN_TYPES
+from opentelemetry import metrics
+from opentelemetry.util.types import Attributes
+
+from costspan import attributes as A
+from costspan.accounting import Accounted
+from costspan.money import nanos_to_float
+from costspan.pricing import UNPRICED
+
+TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1, 4, 16, ... 67108864
+DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+TTFC_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+
+
+class OtlpMetrics:
+    def __init__(self, meter: metrics.Meter | None = None, limiter: LabelLimiter | None = None) -> None:
+        from costspan import __version__
+
+        meter = meter or metrics.get_meter("costspan", __version__)
+        self._limit = limiter or LabelLimiter()
+        self._token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self._duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._ttfc = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk in a streaming operation.",
+            explicit_bucket_boundaries_advisory=TTFC_BUCKETS,
+        )
+        self._cost = meter.create_counter("costspan.cost.usd", unit="{USD}", description="Cost of LLM calls in USD.")
+        self._tokens = meter.create_counter("costspan.tokens", unit="{token}", description="Tokens by type.")
+        self._requests = meter.create_counter(
+            "costspan.requests", unit="{request}", description="LLM calls by outcome."
+        )
+        self._unpriced = meter.create_counter(
+            "costspan.unpriced_requests", unit="{request}", description="LLM calls with no known price."
+        )
+
+    def record(self, accounted: Accounted) -> None:
+        facts, quote = accounted.facts, accounted.quote
+        limit = self._limit
+        provider = limit("provider", facts.provider)
+        model = limit("model", facts.model)
+        operation = limit("operation", facts.operation)
+        base: dict[str, str] = {"provider": provider, "model": model, "operation": operation}
+        self._requests.add(1, {**base, "outcome": facts.outcome, "error_type": facts.error_type or ""})
+        if facts.outcome == "blocked":
+            return
+        semconv: dict[str, str] = {A.OPERATION: operation, A.PROVIDER: provider, A.REQUEST_MODEL: facts.request_model}
+        if facts.response_model:
+            semconv[A.RESPONSE_MODEL] = facts.response_model
+        if facts.error_type:
+            semconv[A.ERROR_TYPE] = facts.error_type
+        if facts.duration_s is not None:
+            self._duration.record(facts.duration_s, semconv)
+        if facts.time_to_first_chunk_s is not None:
+            self._ttfc.record(facts.time_to_first_chunk_s, semconv)
+        usage = facts.usage
+        if facts.usage_source == "reported" and facts.has_usage:
+            for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+                attrs: Attributes = {**semconv, "gen_ai.token.type": token_type}
+                self._token_usage.record(count, attrs)
+        self._cost.add(
+            nanos_to_float(quote.total_nanos),
+            {**base, "project": limit("project", facts.project), "feature": limit("feature", facts.feature)},
+        )
+        counts = (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+        )
+        for token_type, count in zip(TOKEN_TYPES, counts, strict=True):
+            if count:
+                self._tokens.add(count, {"provider": provider, "model": model, "type": token_type})
+        if quote.status == UNPRICED:
+            self._unpriced.add(1, {"provider": provider, "model": model})

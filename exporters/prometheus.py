@@ -1,0 +1,126 @@
+"""costspan's figures as Prometheus series, in prometheus-client's plain style.
+
+Names and labels are the contract in DESIGN.md ("Metrics"); dashboards and alert rules query
+them. User ids never become labels; every other label goes through a :class:`LabelLimiter`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from costspan.exporters.labels import LabelLimiter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from costspan.accounting import Accounted
+from costspan.money import nanos_to_float
+from costspan.pricing import UNPRICED
+
+logger = logging.getLogger("costspan")
+
+# Seconds; LLM calls run from tens of milliseconds to minutes (semconv's duration buckets).
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFC_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ERROR_RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+class PrometheusMetrics:
+    """Registers the series once per registry and records accounted calls into them."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, limiter: LabelLimiter | None = None) -> None:
+        self.folded = Counter(
+            "costspan_folded_label_values",
+            "Label values folded into 'other' because a label reached its cap of distinct values.",
+            ["label"],
+            registry=registry,
+        )
+        self.limit = limiter or LabelLimiter(on_fold=lambda label: self.folded.labels(label).inc())
+        self.cost = Counter(
+            "costspan_cost_usd",
+            "Cost of LLM calls in US dollars.",
+            ["provider", "model", "operation", "project", "feature"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "costspan_tokens",
+            "Tokens used by LLM calls; cache_read, cache_write and reasoning are subsets of input and output.",
+            ["provider", "model", "type"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "costspan_requests",
+            "LLM calls by outcome: success, error (error_type says which) or blocked by a budget or quota.",
+            ["provider", "model", "operation", "outcome", "error_type"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "costspan_request_duration_seconds",
+            "Duration of LLM calls, streams until their last chunk.",
+            ["provider", "model", "operation"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.ttfc = Histogram(
+            "costspan_time_to_first_chunk_seconds",
+            "Time from request to the first chunk of streamed LLM calls.",
+            ["provider", "model", "operation"],
+            buckets=TTFC_BUCKETS,
+            registry=registry,
+        )
+        self.unpriced = Counter(
+            "costspan_unpriced_requests",
+            "LLM calls whose model has no known price: their cost is unknown, not zero.",
+            ["provider", "model"],
+            registry=registry,
+        )
+        self.estimation_error = Histogram(
+            "costspan_estimation_error_ratio",
+            "Relative error of locally counted tokens against the usage the provider reported, on a sample.",
+            ["provider", "model"],
+            buckets=ERROR_RATIO_BUCKETS,
+            registry=registry,
+        )
+
+    def record(self, accounted: Accounted) -> None:
+        facts, quote = accounted.facts, accounted.quote
+        limit = self.limit
+        provider = limit("provider", facts.provider)
+        model = limit("model", facts.model)
+        operation = limit("operation", facts.operation)
+        if facts.outcome != "blocked":
+            self.cost.labels(
+                provider, model, operation, limit("project", facts.project), limit("feature", facts.feature)
+            ).inc(nanos_to_float(quote.total_nanos))
+            usage = facts.usage
+            for token_type, count in zip(
+                TOKEN_TYPES,
+                (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                    usage.reasoning_tokens,
+                ),
+                strict=True,
+            ):
+                if count:
+                    self.tokens.labels(provider, model, token_type).inc(count)
+            if facts.duration_s is not None:
+                self.duration.labels(provider, model, operation).observe(facts.duration_s)
+            if facts.time_to_first_chunk_s is not None:
+                self.ttfc.labels(provider, model, operation).observe(facts.time_to_first_chunk_s)
+            if quote.status == UNPRICED:
+                self.unpriced.labels(provider, model).inc()
+        error_type = limit("error_type", facts.error_type) if facts.error_type else ""
+        self.requests.labels(provider, model, operation, facts.outcome, error_type).inc()
+
+    def record_estimation_error(self, provider: str, model: str, ratio: float) -> None:
+        self.estimation_error.labels(self.limit("provider", provider), self.limit("model", model)).observe(ratio)
+
+
+def start_endpoint(port: int, addr: str, registry: CollectorRegistry = REGISTRY, **tls: Any) -> Any:
+    """Serve /metrics; loopback unless configured otherwise (the figures reveal spend)."""
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=addr, registry=registry, **tls)

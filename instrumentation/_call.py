@@ -1,0 +1,223 @@
+"""One LLM request in flight: its span, its pre-call budget check, and its single end.
+
+Instrumentors report facts only (DESIGN.md, rule 1): model, provider, operation, token counts
+as the provider reported them (normalised to semconv), and whether they were estimated. The
+processor prices the span when it ends. Everything here is shared by every provider.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from costspan import attributes as A
+from costspan import attribution
+from costspan.errors import BudgetExceededError
+from costspan.estimation import Sample, message_text
+from costspan.runtime import Runtime
+from costspan.usage import CallFacts, Usage
+
+_TRACER_NAME = "costspan.instrumentation"
+
+
+@dataclass(slots=True)
+class Request:
+    """What the instrumentor read from the call's arguments."""
+
+    provider: str
+    operation: str
+    model: str
+    stream: bool = False
+    server_address: str | None = None
+    server_port: int | None = None
+    messages: Any = None
+    """Request content, kept in memory only (never on the span unless content capture is on)."""
+    max_tokens: int | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    usage_requested: bool = True
+    """False for an OpenAI-format stream without ``stream_options.include_usage``: keep text to estimate."""
+
+
+@dataclass(slots=True)
+class Response:
+    """What the instrumentor read from the response (or the stream, at its end)."""
+
+    model: str | None = None
+    response_id: str | None = None
+    finish_reasons: Sequence[str] = ()
+    usage: Usage | None = None
+    service_tier: str | None = None
+    output_texts: list[str] | None = None
+
+
+class LLMCall:
+    __slots__ = ("_ended", "_first_chunk_ns", "_lock", "_start_ns", "request", "runtime", "span")
+
+    def __init__(self, runtime: Runtime, request: Request, span: Span) -> None:
+        self.runtime = runtime
+        self.request = request
+        self.span = span
+        self._start_ns = time.monotonic_ns()
+        self._first_chunk_ns: int | None = None
+        self._ended = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, runtime: Runtime, request: Request) -> LLMCall:
+        """Open the span and ask the budgets; raises BudgetExceededError (span ended) if refused."""
+        attrs: dict[str, Any] = {
+            A.OPERATION: request.operation,
+            A.PROVIDER: request.provider,
+            A.REQUEST_MODEL: request.model,
+        }
+        if request.stream:
+            attrs[A.REQUEST_STREAM] = True
+        if request.server_address:
+            attrs[A.SERVER_ADDRESS] = request.server_address
+        if request.server_port:
+            attrs[A.SERVER_PORT] = request.server_port
+        if request.max_tokens is not None:
+            attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
+        attrs.update(request.attributes)
+        provider = runtime.tracer_provider()
+        span = provider.get_tracer(_TRACER_NAME).start_span(
+            f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
+        )
+        call = cls(runtime, request, span)
+        if runtime.budgets is not None:
+            call._precheck()
+        return call
+
+    def _precheck(self) -> None:
+        runtime, request = self.runtime, self.request
+        who = attribution.current()
+        input_tokens = 0
+        worst_case: int | None = None
+        if request.messages is not None and runtime.budgets is not None and runtime.budgets.wants_input_estimate():
+            input_tokens = runtime.counter.count_messages(request.model, request.messages)
+            if request.max_tokens is not None:
+                worst = Usage(input_tokens=input_tokens, output_tokens=request.max_tokens)
+                worst_case = runtime.pricer.quote(request.provider, request.model, worst).total_nanos
+        facts = CallFacts(
+            provider=request.provider,
+            request_model=request.model,
+            operation=request.operation,
+            usage=Usage(input_tokens=input_tokens),
+            server_address=request.server_address,
+            project=who.project or runtime.service_name,
+            feature=who.feature,
+            user=who.user,
+        )
+        try:
+            reservation = runtime.precheck(facts, worst_case)
+        except BudgetExceededError as exc:
+            self.fail(exc)
+            raise
+        if reservation is not None:
+            runtime.reservations[self.span.get_span_context().span_id] = reservation
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Make the span current while the request is sent, so HTTP client spans nest under it."""
+        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield
+
+    def first_chunk(self) -> None:
+        if self._first_chunk_ns is None:
+            self._first_chunk_ns = time.monotonic_ns()
+
+    def succeed(self, response: Response) -> None:
+        """Record the response's facts and end the span."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self._record(response)
+        finally:
+            self.span.end()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self.span.set_attribute(A.ERROR_TYPE, _error_type(exc))
+            self.span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+            if not isinstance(exc, BudgetExceededError):
+                self.runtime.release(self.runtime.take_reservation(self.span.get_span_context().span_id))
+        finally:
+            self.span.end()
+
+    def _record(self, response: Response) -> None:
+        span, request, runtime = self.span, self.request, self.runtime
+        values: dict[str, Any] = {}
+        if response.model:
+            values[A.RESPONSE_MODEL] = response.model
+        if response.response_id:
+            values[A.RESPONSE_ID] = response.response_id
+        if response.finish_reasons:
+            values[A.RESPONSE_FINISH_REASONS] = list(response.finish_reasons)
+        if response.service_tier:
+            values[A.OPENAI_SERVICE_TIER] = response.service_tier
+        if self._first_chunk_ns is not None:
+            values[A.RESPONSE_TTFC] = (self._first_chunk_ns - self._start_ns) / 1e9
+        usage = response.usage
+        if usage is None and response.output_texts is not None:
+            usage = self._estimate(response.output_texts)
+            values[A.USAGE_SOURCE] = "estimated"
+        elif usage is not None:
+            values[A.USAGE_SOURCE] = "reported"
+            monitor = runtime.monitor
+            if monitor is not None and request.messages is not None and monitor.should_sample():
+                texts = response.output_texts
+                if texts is not None:
+                    monitor.submit(
+                        Sample(
+                            provider=request.provider,
+                            model=request.model,
+                            input_texts=message_text(request.messages),
+                            output_texts=texts,
+                            reported_input=usage.input_tokens,
+                            reported_output=usage.output_tokens,
+                            message_count=_message_count(request.messages),
+                        )
+                    )
+        if usage is not None:
+            values[A.INPUT_TOKENS] = usage.input_tokens
+            values[A.OUTPUT_TOKENS] = usage.output_tokens
+            if usage.cache_read_tokens:
+                values[A.CACHE_READ_TOKENS] = usage.cache_read_tokens
+            if usage.cache_write_tokens:
+                values[A.CACHE_CREATION_TOKENS] = usage.cache_write_tokens
+            if usage.cache_write_1h_tokens:
+                values[A.CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h_tokens
+            if usage.reasoning_tokens:
+                values[A.REASONING_TOKENS] = usage.reasoning_tokens
+            if usage.images:
+                values[A.IMAGE_COUNT] = usage.images
+        span.set_attributes(values)
+
+    def _estimate(self, output_texts: list[str]) -> Usage:
+        counter, request = self.runtime.counter, self.request
+        input_tokens = counter.count_messages(request.model, request.messages) if request.messages is not None else 0
+        return Usage(input_tokens=input_tokens, output_tokens=counter.count_text(request.model, output_texts))
+
+
+def _message_count(messages: object) -> int:
+    if isinstance(messages, (list, tuple)) and messages and isinstance(messages[0], dict):
+        return len(messages)
+    return 0
+
+
+def _error_type(exc: BaseException) -> str:
+    """semconv ``error.type``: the exception's class name (HTTP status codes live in the class)."""
+    return type(exc).__name__

@@ -1,0 +1,51 @@
+"""Patching client methods: the part of ``_instrument``/``_uninstrument`` every provider shares."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from costspan.instrumentation._wrapping import Operation, is_coroutine_method, make_wrapper
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from costspan import runtime as runtime_module
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    module: str
+    owner: str
+    method: str
+    operation: Operation
+
+
+def _owner(spec: MethodSpec) -> type | None:
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError:
+        return None
+    owner = getattr(module, spec.owner, None)
+    return owner if isinstance(owner, type) and hasattr(owner, spec.method) else None
+
+
+def patch(methods: Iterable[MethodSpec], tracer_provider: Any = None) -> None:
+    """Wrap each method that exists in the installed SDK version (older ones lack some)."""
+    runtime = runtime_module.get()
+    if runtime is not None and tracer_provider is not None:
+        runtime.attach(tracer_provider)
+    for spec in methods:
+        owner = _owner(spec)
+        if owner is None:
+            continue
+        wrapper = make_wrapper(spec.operation, is_coroutine_method(owner, spec.method))
+        wrap_function_wrapper(spec.module, f"{spec.owner}.{spec.method}", wrapper)
+
+
+def unpatch(methods: Iterable[MethodSpec]) -> None:
+    for spec in methods:
+        owner = _owner(spec)
+        if owner is not None:
+            unwrap(owner, spec.method)

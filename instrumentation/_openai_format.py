@@ -1,0 +1,159 @@
+"""Reading OpenAI's wire format: shared by the openai and groq SDKs and every OpenAI-compatible server.
+
+Works on the SDKs' pydantic objects and on plain dicts alike (extras such as Groq's ``x_groq``
+arrive as dicts), so one reader serves both client libraries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from costspan.instrumentation._call import Request, Response
+
+from costspan.usage import Usage
+
+
+def field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def usage_from(raw: Any) -> Usage | None:
+    """Chat/completions (prompt_tokens...) and Responses/images (input_tokens...) usage shapes.
+
+    OpenAI's prompt tokens already include cached ones and completion tokens include reasoning:
+    exactly the semconv semantics, so nothing is added.
+    """
+    if raw is None:
+        return None
+    prompt = field(raw, "prompt_tokens")
+    if prompt is None:
+        prompt = field(raw, "input_tokens")
+    completion = field(raw, "completion_tokens")
+    if completion is None:
+        completion = field(raw, "output_tokens")
+    if prompt is None and completion is None:
+        return None
+    input_details = field(raw, "prompt_tokens_details") or field(raw, "input_tokens_details")
+    output_details = field(raw, "completion_tokens_details") or field(raw, "output_tokens_details")
+    return Usage(
+        input_tokens=_int(prompt),
+        output_tokens=_int(completion),
+        cache_read_tokens=_int(field(input_details, "cached_tokens")),
+        reasoning_tokens=_int(field(output_details, "reasoning_tokens")),
+    )
+
+
+def finish_reasons(choices: Any) -> list[str]:
+    return [str(reason) for c in choices or () if (reason := field(c, "finish_reason"))]
+
+
+def chat_response(result: Any, request: Request) -> Response:
+    choices = field(result, "choices") or ()
+    texts = [content for c in choices if isinstance(content := field(field(c, "message"), "content"), str)]
+    usage = usage_from(field(result, "usage")) or usage_from(field(field(result, "x_groq"), "usage"))
+    return Response(
+        model=field(result, "model"),
+        response_id=field(result, "id"),
+        finish_reasons=finish_reasons(choices),
+        usage=usage,
+        service_tier=field(result, "service_tier"),
+        output_texts=texts,
+    )
+
+
+def completion_response(result: Any, request: Request) -> Response:
+    choices = field(result, "choices") or ()
+    return Response(
+        model=field(result, "model"),
+        response_id=field(result, "id"),
+        finish_reasons=finish_reasons(choices),
+        usage=usage_from(field(result, "usage")),
+        output_texts=[t for c in choices if isinstance(t := field(c, "text"), str)],
+    )
+
+
+def embedding_response(result: Any, request: Request) -> Response:
+    usage = usage_from(field(result, "usage"))
+    return Response(model=field(result, "model"), usage=usage, output_texts=[])
+
+
+class ChatChunkObserver:
+    """Chat and legacy completion chunks. Keeps text only when no usage was asked for, to estimate."""
+
+    __slots__ = ("_finish", "_id", "_model", "_texts", "_tier", "_usage", "_want_text")
+
+    def __init__(self, request: Request) -> None:
+        self._want_text = not request.usage_requested
+        self._texts: list[str] = []
+        self._finish: list[str] = []
+        self._usage: Any = None
+        self._model: str | None = None
+        self._id: str | None = None
+        self._tier: str | None = None
+
+    def observe(self, chunk: Any) -> None:
+        if self._id is None:
+            self._id = field(chunk, "id")
+            self._model = field(chunk, "model")
+        choices = field(chunk, "choices")
+        if choices:
+            for choice in choices:
+                if self._want_text:
+                    delta = field(choice, "delta")
+                    text = field(delta, "content") if delta is not None else field(choice, "text")
+                    if text:
+                        self._texts.append(text)
+                reason = field(choice, "finish_reason")
+                if reason:
+                    self._finish.append(str(reason))
+        usage = field(chunk, "usage")
+        if usage is None:
+            usage = field(field(chunk, "x_groq"), "usage")
+        if usage is not None:
+            self._usage = usage
+            self._tier = field(chunk, "service_tier")
+
+    def response(self) -> Response:
+        usage = usage_from(self._usage)
+        return Response(
+            model=self._model,
+            response_id=self._id,
+            finish_reasons=self._finish,
+            usage=usage,
+            service_tier=self._tier,
+            output_texts=self._texts if (usage is None or self._texts) else None,
+        )
+
+
+def read_chat_request(provider: str, operation: str, kwargs: dict[str, Any]) -> Request | None:
+    model = kwargs.get("model")
+    if not isinstance(model, str):
+        return None
+    max_tokens = kwargs.get("max_completion_tokens")
+    if not isinstance(max_tokens, int):
+        max_tokens = kwargs.get("max_tokens")
+    messages: Any = kwargs.get("messages")
+    if messages is None:
+        messages = kwargs.get("prompt", kwargs.get("input"))
+    request = Request(
+        provider=provider,
+        operation=operation,
+        model=model,
+        stream=kwargs.get("stream") is True,
+        messages=messages if isinstance(messages, (list, tuple, str)) else None,
+        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+    )
+    tier = kwargs.get("service_tier")
+    if isinstance(tier, str):
+        request.attributes["openai.request.service_tier"] = tier
+    if request.stream:
+        request.usage_requested = bool(field(kwargs.get("stream_options"), "include_usage"))
+    return request

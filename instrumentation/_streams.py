@@ -1,0 +1,143 @@
+"""Stream proxies that keep the SDK's own stream object and end the span exactly once.
+
+The proxy (a ``wrapt.ObjectProxy``) forwards every attribute, so ``.response``, ``.headers``,
+``get_final_message()`` and the rest keep working; it passes every chunk through unchanged and
+stays lazy (nothing is read ahead). The span ends when the stream is exhausted, closed, fails,
+or is abandoned (garbage-collected unfinished), whichever comes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import wrapt
+from costspan.instrumentation._call import LLMCall, Response
+
+
+class ChunkObserver(Protocol):
+    """Per-provider reading of chunks; must be cheap (a few attribute reads per chunk)."""
+
+    def observe(self, chunk: Any) -> None: ...
+
+    def response(self) -> Response: ...
+
+
+class _StreamState:
+    __slots__ = ("call", "finished", "log_error", "observer")
+
+    def __init__(self, call: LLMCall, observer: ChunkObserver, log_error: Callable[[str], None]) -> None:
+        self.call = call
+        self.observer = observer
+        self.finished = False
+        self.log_error = log_error
+
+    def on_chunk(self, chunk: Any) -> None:
+        try:
+            self.call.first_chunk()
+            self.observer.observe(chunk)
+        except Exception:
+            self.log_error("stream chunk")
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if error is not None:
+                self.call.fail(error)
+            else:
+                self.call.succeed(self.observer.response())
+        except Exception:
+            self.log_error("stream end")
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self.__wrapped__)
+        except StopIteration:
+            self._self_state.finish()
+            raise
+        except BaseException as exc:
+            self._self_state.finish(exc)
+            raise
+        self._self_state.on_chunk(chunk)
+        return chunk
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_state.finish()
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    def __del__(self) -> None:
+        state = getattr(self, "_self_state", None)
+        if state is not None and not state.finished:
+            state.finish()
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_state.finish()
+            raise
+        except BaseException as exc:
+            self._self_state.finish(exc)
+            raise
+        self._self_state.on_chunk(chunk)
+        return chunk
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_state.finish()
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    def __del__(self) -> None:
+        state = getattr(self, "_self_state", None)
+        if state is not None and not state.finished:
+            state.finish()
+
+
+def wrap_stream(
+    stream: Any, call: LLMCall, observer: ChunkObserver, log_error: Callable[[str], None], *, is_async: bool
+) -> Any:
+    state = _StreamState(call, observer, log_error)
+    return AsyncStreamProxy(stream, state) if is_async else SyncStreamProxy(stream, state)

@@ -1,0 +1,159 @@
+"""Instrumentor for the ``openai`` client library (and every endpoint it is pointed at).
+
+The provider is named from the client's base URL (Azure, OpenRouter, Groq, GitHub Models, local
+servers...), because the same SDK talks to all of them and they bill differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import openai  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+from costspan.instrumentation._call import Request, Response
+from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._openai_format import (
+    ChatChunkObserver,
+    chat_response,
+    completion_response,
+    embedding_response,
+    field,
+    read_chat_request,
+    usage_from,
+)
+from costspan.instrumentation._wrapping import Operation
+from costspan.instrumentation.endpoints import endpoint_of
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from costspan.usage import Usage
+
+
+def _request(operation: str) -> Any:
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+        endpoint = endpoint_of(instance, default="openai")
+        request = read_chat_request(endpoint.provider, operation, kwargs)
+        if request is not None:
+            request.server_address, request.server_port = endpoint.address, endpoint.port
+            if endpoint.local:
+                request.attributes["costspan.endpoint.local"] = True
+        return request
+
+    return read
+
+
+def _unwrap_raw(read: Any) -> Any:
+    """``with_raw_response`` returns the raw HTTP response; its parsed body is cached, so reading it is free."""
+
+    def reader(result: Any, request: Request) -> Response:
+        if hasattr(result, "http_response") and hasattr(result, "parse"):
+            if request.stream:
+                return Response()
+            result = result.parse()
+        return read(result, request)
+
+    return reader
+
+
+def _is_stream(result: Any, request: Request) -> bool:
+    return request.stream and not hasattr(result, "http_response")
+
+
+def _responses_response(result: Any, request: Request) -> Response:
+    texts = field(result, "output_text")
+    return Response(
+        model=field(result, "model"),
+        response_id=field(result, "id"),
+        finish_reasons=[str(s)] if (s := field(result, "status")) else [],
+        usage=usage_from(field(result, "usage")),
+        service_tier=field(result, "service_tier"),
+        output_texts=[texts] if isinstance(texts, str) else [],
+    )
+
+
+class ResponsesEventObserver:
+    """Responses API events: text deltas until ``response.completed`` brings the usage."""
+
+    __slots__ = ("_final", "_texts", "_want_text")
+
+    def __init__(self, request: Request) -> None:
+        self._texts: list[str] = []
+        self._final: Any = None
+        self._want_text = True
+
+    def observe(self, event: Any) -> None:
+        kind = field(event, "type")
+        if kind == "response.output_text.delta":
+            delta = field(event, "delta")
+            if delta:
+                self._texts.append(delta)
+        elif kind in ("response.completed", "response.incomplete", "response.failed", "response.created"):
+            self._final = field(event, "response")
+
+    def response(self) -> Response:
+        if self._final is None:
+            return Response(output_texts=self._texts)
+        response = _responses_response(self._final, Request("", "", ""))
+        response.output_texts = self._texts
+        return response
+
+
+def _images_response(result: Any, request: Request) -> Response:
+    data = field(result, "data") or ()
+    usage = usage_from(field(result, "usage")) or Usage()
+    usage = Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        images=len(data),
+    )
+    return Response(model=request.model, usage=usage, output_texts=[])
+
+
+def _images_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    kwargs = dict(kwargs)
+    kwargs.setdefault("model", "dall-e-2")  # the API's default when no model is named
+    request = _request("generate_content")(instance, args, kwargs)
+    if request is not None:
+        for key in ("size", "quality"):
+            value = kwargs.get(key)
+            if isinstance(value, str):
+                request.attributes[f"openai.request.image.{key}"] = value
+        n = kwargs.get("n")
+        if isinstance(n, int):
+            request.attributes["gen_ai.request.choice.count"] = n
+    return request
+
+
+_CHAT = Operation(_request("chat"), _unwrap_raw(chat_response), ChatChunkObserver, _is_stream)
+_COMPLETION = Operation(_request("text_completion"), _unwrap_raw(completion_response), ChatChunkObserver, _is_stream)
+_EMBEDDINGS = Operation(_request("embeddings"), _unwrap_raw(embedding_response))
+_RESPONSES = Operation(_request("chat"), _unwrap_raw(_responses_response), ResponsesEventObserver, _is_stream)
+_IMAGES = Operation(_images_request, _unwrap_raw(_images_response))
+
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec("openai.resources.chat.completions", "Completions", "create", _CHAT),
+    MethodSpec("openai.resources.chat.completions", "Completions", "parse", _CHAT),
+    MethodSpec("openai.resources.chat.completions", "AsyncCompletions", "create", _CHAT),
+    MethodSpec("openai.resources.chat.completions", "AsyncCompletions", "parse", _CHAT),
+    MethodSpec("openai.resources.completions", "Completions", "create", _COMPLETION),
+    MethodSpec("openai.resources.completions", "AsyncCompletions", "create", _COMPLETION),
+    MethodSpec("openai.resources.embeddings", "Embeddings", "create", _EMBEDDINGS),
+    MethodSpec("openai.resources.embeddings", "AsyncEmbeddings", "create", _EMBEDDINGS),
+    MethodSpec("openai.resources.responses", "Responses", "create", _RESPONSES),
+    MethodSpec("openai.resources.responses", "AsyncResponses", "create", _RESPONSES),
+    MethodSpec("openai.resources.images", "Images", "generate", _IMAGES),
+    MethodSpec("openai.resources.images", "AsyncImages", "generate", _IMAGES),
+)
+
+
+class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``costspan_openai``: spans with usage for chat, completions, embeddings, responses and images."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("openai >= 1.40",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        patch(METHODS, kwargs.get("tracer_provider"))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch(METHODS)

@@ -1,0 +1,185 @@
+"""CostSpanProcessor: the one place where cost and budget state are derived (DESIGN.md, rule 2).
+
+Why it hooks ``Span.end`` from ``on_start``: the SDK freezes a span's attributes inside ``end()``
+before any processor callback runs (``on_end`` gets a read-only copy and ``_on_ending`` already
+sees immutable attributes), yet the exported span must carry its cost. So ``on_start`` replaces
+the span's ``end`` with a hook that prices the call, charges its budgets and writes the result
+onto the still-open span, then calls the original ``end``. The hook never lets an exception of
+ours escape, and the original ``end`` always runs.
+
+Counted once: when LLM spans nest (two instrumentations on one call, or a framework span such as
+LangChain's over a client span), the innermost span that ends with a model is charged and every
+LLM span above it gets ``costspan.cost.counted_in`` instead of a second charge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from costspan.processors.span_facts import facts_from_attributes, is_genai
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from costspan import attributes as A
+from costspan import attribution
+from costspan.accounting import Accounted
+from costspan.money import nanos_to_float
+from costspan.usage import CallFacts
+
+logger = logging.getLogger("costspan")
+_MAX_DEPTH = 32
+
+
+class _Inflight:
+    """Per-span bookkeeping between start and end."""
+
+    __slots__ = ("covered_by", "genai", "parent_id")
+
+    def __init__(self, parent_id: int | None, genai: bool) -> None:
+        self.parent_id = parent_id
+        self.genai = genai
+        self.covered_by: str | None = None
+
+
+class CostSpanProcessor(SpanProcessor):
+    def __init__(
+        self,
+        account: Callable[[CallFacts, object | None], Accounted],
+        *,
+        default_project: str | None = None,
+        take_reservation: Callable[[int], object | None] = lambda span_id: None,
+    ) -> None:
+        self._account = account
+        self._default_project = default_project
+        self._take_reservation = take_reservation
+        self._inflight: dict[int, _Inflight] = {}
+        self._logged: set[str] = set()
+
+    # -- SpanProcessor -------------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        try:
+            attrs = span.attributes
+            genai = is_genai(attrs)
+            if genai:
+                self._attribute(span, parent_context)
+            parent = span.parent
+            self._inflight[span.context.span_id] = _Inflight(parent.span_id if parent else None, genai)
+            original_end = span.end
+
+            def end(end_time: int | None = None) -> None:
+                self._before_end(span)
+                original_end(end_time)
+
+            span.end = end  # type: ignore[method-assign]
+        except Exception:
+            self._log_once("on_start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._inflight.pop(span.context.span_id, None)
+
+    def shutdown(self) -> None:
+        self._inflight.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # -- the hook -----------------------------------------------------------------------
+    def _before_end(self, span: Span) -> None:
+        try:
+            if span.end_time is not None:
+                return  # a second end(): the SDK warns, we charge nothing twice
+            state = self._inflight.get(span.context.span_id)
+            attrs = span.attributes
+            if not is_genai(attrs):
+                return
+            if state is not None and not state.genai:
+                state.genai = True
+                self._attribute(span, None)
+                attrs = span.attributes
+            if state is not None and state.covered_by is not None:
+                span.set_attribute(A.COUNTED_IN, state.covered_by)
+                return
+            facts = facts_from_attributes(attrs or {})
+            if facts is None:
+                return
+            ctx = span.context
+            facts.trace_id = format_trace_id(ctx.trace_id)
+            facts.span_id = format_span_id(ctx.span_id)
+            start = span.start_time or time.time_ns()
+            facts.started_at = _utc(start)
+            facts.duration_s = (time.time_ns() - start) / 1e9
+            if facts.project is None:
+                facts.project = self._default_project
+            accounted = self._account(facts, self._take_reservation(ctx.span_id))
+            self._write(span, accounted)
+            self._cover_ancestors(state, facts.span_id)
+        except Exception:
+            self._log_once("end")
+
+    def _attribute(self, span: Span, parent_context: otel_context.Context | None) -> None:
+        attrs = span.attributes or {}
+        who = attribution.current(parent_context)
+        if who.project and A.PROJECT not in attrs:
+            span.set_attribute(A.PROJECT, who.project)
+        if who.feature and A.FEATURE not in attrs:
+            span.set_attribute(A.FEATURE, who.feature)
+        if who.user and A.USER_ID not in attrs:
+            span.set_attribute(A.USER_ID, who.user)
+
+    def _write(self, span: Span, accounted: Accounted) -> None:
+        quote, charge = accounted.quote, accounted.charge
+        values: dict[str, Any] = {
+            A.COST_STATUS: quote.status,
+            A.USAGE_SOURCE: accounted.facts.usage_source,
+        }
+        if accounted.facts.project and A.PROJECT not in (span.attributes or {}):
+            values[A.PROJECT] = accounted.facts.project
+        if quote.status != "unpriced":
+            values.update(
+                {
+                    A.COST_USD: nanos_to_float(quote.total_nanos),
+                    A.COST_INPUT_USD: nanos_to_float(quote.input_nanos),
+                    A.COST_OUTPUT_USD: nanos_to_float(quote.output_nanos),
+                    A.COST_CACHE_READ_USD: nanos_to_float(quote.cache_read_nanos),
+                    A.COST_CACHE_WRITE_USD: nanos_to_float(quote.cache_write_nanos),
+                }
+            )
+        if quote.key:
+            values[A.PRICING_KEY] = quote.key
+        if quote.source:
+            values[A.PRICING_SOURCE] = quote.source
+        if charge.most_used is not None:
+            budget = charge.most_used
+            values[A.BUDGET_NAME] = budget.name
+            values[A.BUDGET_UTILIZATION] = budget.utilization
+            values[A.BUDGET_REMAINING_USD] = nanos_to_float(budget.remaining_nanos)
+            values[A.BUDGET_STATUS] = budget.status
+        span.set_attributes(values)
+        for crossing in charge.crossings:
+            span.add_event(
+                A.BUDGET_THRESHOLD_EVENT,
+                {A.BUDGET_NAME: crossing.budget, A.BUDGET_THRESHOLD: crossing.threshold},
+            )
+
+    def _cover_ancestors(self, state: _Inflight | None, span_id: str) -> None:
+        depth = 0
+        while state is not None and state.parent_id is not None and depth < _MAX_DEPTH:
+            state = self._inflight.get(state.parent_id)
+            if state is not None and state.genai and state.covered_by is None:
+                state.covered_by = span_id
+            depth += 1
+
+    def _log_once(self, where: str) -> None:
+        if where not in self._logged:
+            self._logged.add(where)
+            logger.exception("costspan: internal error in the span processor (%s); the call is unaffected", where)
+
+
+def _utc(ns: int) -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)

@@ -1,0 +1,104 @@
+"""Reads the facts of an LLM call off a span's attributes, whoever produced the span.
+
+Ours and the official instrumentation use the current semantic conventions; OpenLLMetry,
+OpenLIT and OpenInference use older or their own names. Reading all of them here is what lets
+the processor price spans from instrumentations costspan does not ship.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from costspan import attributes as A
+from costspan.usage import CallFacts, Usage
+
+# Span-name prefixes of instrumentations that mark GenAI spans only by name at first.
+_MARKER_PREFIXES = ("gen_ai.", "llm.")
+_OPERATION_ALIASES = {
+    "completion": "text_completion",
+    "chat.completions": "chat",
+    "embedding": "embeddings",
+    "embed": "embeddings",
+}
+
+
+def is_genai(attributes: Mapping[str, Any] | None) -> bool:
+    """Cheap test, run on every span end: does anything say this is an LLM call?"""
+    if not attributes:
+        return False
+    return (
+        A.OPERATION in attributes
+        or A.PROVIDER in attributes
+        or A.SYSTEM_DEPRECATED in attributes
+        or "llm.model_name" in attributes
+        or "llm.request.type" in attributes
+    )
+
+
+def _first_int(attributes: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = attributes.get(name)
+        if value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def _first_str(attributes: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = attributes.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
+    """The call's facts, or None when the span names no model (nothing to price)."""
+    model = _first_str(attributes, A.REQUEST_MODEL, *A.PEER_MODEL)
+    response_model = _first_str(attributes, A.RESPONSE_MODEL, "llm.response.model")
+    if model is None and response_model is None:
+        return None
+    provider = (_first_str(attributes, A.PROVIDER, A.SYSTEM_DEPRECATED, *A.PEER_PROVIDER) or "unknown").lower()
+    operation = _first_str(attributes, A.OPERATION, "llm.request.type") or "chat"
+    operation = _OPERATION_ALIASES.get(operation, operation)
+
+    input_tokens = _first_int(attributes, A.INPUT_TOKENS, *A.PEER_INPUT_TOKENS)
+    output_tokens = _first_int(attributes, A.OUTPUT_TOKENS, *A.PEER_OUTPUT_TOKENS)
+    cache_read = _first_int(attributes, A.CACHE_READ_TOKENS, *A.PEER_CACHE_READ_TOKENS) or 0
+    cache_write = _first_int(attributes, A.CACHE_CREATION_TOKENS, A.CACHE_WRITE_TOKENS, *A.PEER_CACHE_WRITE_TOKENS) or 0
+    reasoning = _first_int(attributes, A.REASONING_TOKENS, *A.PEER_REASONING_TOKENS) or 0
+    images = _first_int(attributes, A.IMAGE_COUNT) or 0
+    has_usage = input_tokens is not None or output_tokens is not None or images > 0
+    if input_tokens is not None and A.INPUT_TOKENS not in attributes and provider == "anthropic":
+        # Older Anthropic instrumentations report the API's input_tokens, which excludes cache traffic.
+        input_tokens += cache_read + cache_write
+    usage = Usage(
+        input_tokens=input_tokens or 0,
+        output_tokens=output_tokens or 0,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=_first_int(attributes, A.CACHE_WRITE_1H_TOKENS) or 0,
+        reasoning_tokens=reasoning,
+        images=images,
+    )
+    ttfc = attributes.get(A.RESPONSE_TTFC)
+    return CallFacts(
+        provider=provider,
+        request_model=model or response_model or "",
+        response_model=response_model,
+        operation=operation,
+        usage=usage,
+        usage_source=str(attributes.get(A.USAGE_SOURCE) or ("reported" if has_usage else "none")),
+        has_usage=has_usage,
+        stream=bool(attributes.get(A.REQUEST_STREAM, False)),
+        service_tier=_first_str(attributes, A.OPENAI_SERVICE_TIER, A.OPENAI_REQUEST_SERVICE_TIER),
+        server_address=_first_str(attributes, A.SERVER_ADDRESS),
+        time_to_first_chunk_s=float(ttfc) if ttfc is not None else None,
+        error_type=_first_str(attributes, A.ERROR_TYPE),
+        project=_first_str(attributes, A.PROJECT),
+        feature=_first_str(attributes, A.FEATURE),
+        user=_first_str(attributes, A.USER_ID),
+    )
