@@ -1,9 +1,38 @@
-"""costspan: what your LLM calls cost, while they run, and a stop before you overspend."""
+"""costspan: what your LLM calls cost, while they run, and a stop before you overspend.
+
+Zero-code use is through ``opentelemetry-instrument``; this module is the small Python API for
+the rest: ``configure`` (manual OpenTelemetry setup), ``attribute`` (who a call is for),
+``track`` (items no instrumentor sees) and ``status`` (budgets and quotas, for in-app display).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from costspan.attribution import attribute
 from costspan.errors import BudgetExceededError, ConfigError
+from costspan.track import track
+from costspan.wiring import configure
 
 __version__ = "0.1.0"
 
-__all__ = ["BudgetExceededError", "ConfigError", "__version__"]
+
+def status() -> list[dict[str, Any]]:
+    """Every budget and quota: name, kind, window, limit, used, utilization, status, resets_at, projection."""
+    from costspan import runtime
+
+    current = runtime.get()
+    if current is None or current.budgets is None:
+        return []
+    return [entry.as_dict() for entry in current.budgets.status()]
+
+
+__all__ = [
+    "BudgetExceededError",
+    "ConfigError",
+    "__version__",
+    "attribute",
+    "configure",
+    "status",
+    "track",
+]

@@ -9,6 +9,7 @@ only explicit calls (``configure``, the CLI) raise it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from costspan.accounting import Accounted, ChargeResult, Sink
 from costspan.estimation import EstimationMonitor, TokenCounter
-from costspan.pricing import Pricer
+from costspan.pricing import PRICED, UNPRICED, Pricer, Quote
 from costspan.settings import Settings, load_settings
 from costspan.usage import CallFacts
 
@@ -43,9 +44,6 @@ class Runtime:
     service_name: str = "unknown_service"
     reservations: dict[int, object] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list)
-    _processor: Any = None
-    _private_provider: TracerProvider | None = None
-    _attached: set[int] = field(default_factory=set)
     _errors_logged: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
@@ -53,14 +51,7 @@ class Runtime:
     # -- accounting ------------------------------------------------------------------------
     def account(self, facts: CallFacts, reservation: object | None = None) -> Accounted:
         """Price, charge and record one call. Each stage is isolated: one failing never hides another."""
-        quote = self.pricer.quote(
-            facts.provider,
-            facts.model,
-            facts.usage,
-            at=facts.started_at,
-            service_tier=facts.service_tier,
-            server_address=facts.server_address,
-        )
+        quote = self.price(facts)
         charge = ChargeResult()
         if self.budgets is not None:
             try:
@@ -74,6 +65,23 @@ class Runtime:
             except Exception:
                 self.log_once(f"sink {type(sink).__name__}")
         return accounted
+
+    def price(self, facts: CallFacts) -> Quote:
+        if facts.declared_cost_nanos is not None:
+            return Quote(
+                PRICED, input_nanos=facts.declared_cost_nanos, key="declared", source="declared by the application"
+            )
+        if not facts.has_usage and facts.outcome == "success":
+            # Not free and not zero: the call happened and its size is unknown.
+            return Quote(UNPRICED, reason="the call reported no usage")
+        return self.pricer.quote(
+            facts.provider,
+            facts.model,
+            facts.usage,
+            at=facts.started_at,
+            service_tier=facts.service_tier,
+            server_address=facts.server_address,
+        )
 
     def precheck(self, facts: CallFacts, worst_case_nanos: int | None = None) -> object | None:
         """Ask the budget engine before a request leaves; only BudgetExceededError escapes."""
@@ -105,48 +113,11 @@ class Runtime:
             logger.exception("costspan: internal error in %s; the application is unaffected", where)
 
     # -- OpenTelemetry wiring --------------------------------------------------------------
-    @property
-    def processor(self) -> Any:
-        if self._processor is None:
-            from costspan.processors.cost_span_processor import CostSpanProcessor
-
-            self._processor = CostSpanProcessor(
-                self.account, default_project=self.service_name, take_reservation=self.take_reservation
-            )
-        return self._processor
-
     def attach(self, provider: object) -> bool:
-        """Add the processor and sampler guard to an SDK TracerProvider, once. False if not an SDK one."""
-        if not isinstance(provider, TracerProvider):
-            return False
-        with self._lock:
-            if id(provider) in self._attached:
-                return True
-            from costspan.processors.sampler_guard import guard
-
-            guard(provider)
-            provider.add_span_processor(self.processor)
-            self._attached.add(id(provider))
-        return True
+        return attach(provider)
 
     def tracer_provider(self) -> TracerProvider:
-        """The global SDK provider with costspan attached, or a private one when there is none.
-
-        The private provider has no exporter: it exists so calls are still priced, charged and
-        counted when the application set up no tracing at all.
-        """
-        provider = trace.get_tracer_provider()
-        if isinstance(provider, TracerProvider):
-            if id(provider) not in self._attached:
-                self.attach(provider)
-            return provider
-        if self._private_provider is None:
-            with self._lock:
-                if self._private_provider is None:
-                    private = TracerProvider(resource=Resource.create({"service.name": self.service_name}))
-                    private.add_span_processor(self.processor)
-                    self._private_provider = private
-        return self._private_provider
+        return tracer_provider(self.service_name)
 
     # -- lifecycle -------------------------------------------------------------------------
     def add_closer(self, closer: Callable[[], None]) -> None:
@@ -168,6 +139,75 @@ class Runtime:
 _runtime: Runtime | None = None
 _disabled = False
 _build_lock = threading.Lock()
+_processor: Any = None
+_private_provider: TracerProvider | None = None
+_attached: set[int] = set()
+
+
+def _account(facts: CallFacts, reservation: object | None) -> Accounted | None:
+    current = get()
+    if current is None:
+        return None
+    if facts.project is None:
+        facts.project = current.service_name
+    return current.account(facts, reservation)
+
+
+def _take_reservation(span_id: int) -> object | None:
+    current = _runtime
+    return current.take_reservation(span_id) if current is not None else None
+
+
+def processor() -> Any:
+    """The process's one CostSpanProcessor; it serves whichever runtime is installed, so a
+    provider never needs a second one (the SDK offers no way to remove a processor)."""
+    global _processor
+    if _processor is None:
+        with _build_lock:
+            if _processor is None:
+                from costspan.processors.cost_span_processor import CostSpanProcessor
+
+                _processor = CostSpanProcessor(_account, take_reservation=_take_reservation)
+    return _processor
+
+
+def attach(provider: object) -> bool:
+    """Add the processor and sampler guard to an SDK TracerProvider, once. False if not an SDK one."""
+    if not isinstance(provider, TracerProvider):
+        return False
+    if id(provider) in _attached:
+        return True
+    span_processor = processor()
+    with _build_lock:
+        if id(provider) in _attached:
+            return True
+        from costspan.processors.sampler_guard import guard
+
+        guard(provider)
+        provider.add_span_processor(span_processor)
+        _attached.add(id(provider))
+    return True
+
+
+def tracer_provider(service_name: str) -> TracerProvider:
+    """The global SDK provider with costspan attached, or a private one when there is none.
+
+    The private provider has no exporter: it exists so calls are still priced, charged and
+    counted when the application set up no tracing at all.
+    """
+    global _private_provider
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        if id(provider) not in _attached:
+            attach(provider)
+        return provider
+    if _private_provider is None:
+        private = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        private.add_span_processor(processor())
+        with _build_lock:
+            if _private_provider is None:
+                _private_provider = private
+    return _private_provider
 
 
 def _service_name() -> str:
@@ -181,14 +221,21 @@ def _service_name() -> str:
     return "unknown_service"
 
 
-def build(settings: Settings, *, start_endpoint: bool = True, meter_provider: Any = None) -> Runtime:
-    """Assemble a runtime from settings (also used by tests with their own settings)."""
+def build(
+    settings: Settings, *, start_endpoint: bool = True, meter_provider: Any = None, registry: Any = None
+) -> Runtime:
+    """Assemble a runtime from settings; tests pass their own Prometheus ``registry`` and meter provider."""
     from costspan.exporters.otlp_metrics import OtlpMetrics
     from costspan.exporters.prometheus import start_endpoint as serve
     from costspan.pricing.pricer import build_pricer
 
     runtime = Runtime(settings=settings, pricer=build_pricer(settings), service_name=_service_name())
-    prometheus = _prometheus_metrics()
+    if registry is not None:
+        from costspan.exporters.prometheus import PrometheusMetrics
+
+        prometheus = PrometheusMetrics(registry)
+    else:
+        prometheus = _prometheus_metrics()
     runtime.sinks.append(prometheus)
     meter = meter_provider.get_meter("costspan") if meter_provider is not None else None
     runtime.sinks.append(OtlpMetrics(meter))
@@ -298,7 +345,5 @@ def _install_shutdown(runtime: Runtime) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     on_sigterm._costspan = True  # type: ignore[attr-defined]
-    try:
+    with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:
-        pass

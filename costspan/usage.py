@@ -52,6 +52,8 @@ class CallFacts:
     user: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    declared_cost_nanos: int | None = None
+    """A cost stated by the application (``costspan.track(cost_usd=...)``), used instead of a price."""
     prompt_hash: str | None = None
     """Salted hash of the request messages, only when ``ledger.prompt_hashes`` is on."""
 

@@ -48,13 +48,11 @@ class _Inflight:
 class CostSpanProcessor(SpanProcessor):
     def __init__(
         self,
-        account: Callable[[CallFacts, object | None], Accounted],
+        account: Callable[[CallFacts, object | None], Accounted | None],
         *,
-        default_project: str | None = None,
         take_reservation: Callable[[int], object | None] = lambda span_id: None,
     ) -> None:
         self._account = account
-        self._default_project = default_project
         self._take_reservation = take_reservation
         self._inflight: dict[int, _Inflight] = {}
         self._logged: set[str] = set()
@@ -112,9 +110,9 @@ class CostSpanProcessor(SpanProcessor):
             start = span.start_time or time.time_ns()
             facts.started_at = _utc(start)
             facts.duration_s = (time.time_ns() - start) / 1e9
-            if facts.project is None:
-                facts.project = self._default_project
             accounted = self._account(facts, self._take_reservation(ctx.span_id))
+            if accounted is None:
+                return
             self._write(span, accounted)
             self._cover_ancestors(state, facts.span_id)
         except Exception:

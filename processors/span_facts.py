@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from costspan import attributes as A
+from costspan.money import usd_to_nanos
 from costspan.usage import CallFacts, Usage
+
+DECLARED_COST = "costspan.cost.declared_usd"
 
 # Span-name prefixes of instrumentations that mark GenAI spans only by name at first.
 _MARKER_PREFIXES = ("gen_ai.", "llm.")
@@ -85,6 +88,7 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         images=images,
     )
     ttfc = attributes.get(A.RESPONSE_TTFC)
+    declared = attributes.get(DECLARED_COST)
     return CallFacts(
         provider=provider,
         request_model=model or response_model or "",
@@ -101,4 +105,5 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         project=_first_str(attributes, A.PROJECT),
         feature=_first_str(attributes, A.FEATURE),
         user=_first_str(attributes, A.USER_ID),
+        declared_cost_nanos=usd_to_nanos(str(declared)) if declared is not None else None,
     )
