@@ -98,7 +98,7 @@ class attribute(contextlib.ContextDecorator):
     def __exit__(self, *exc: object) -> None:
         context.detach(self._tokens.pop())  # type: ignore[arg-type]
 
-    def __call__(self, func: F) -> F:  # type: ignore[override]
+    def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -117,4 +117,4 @@ class attribute(contextlib.ContextDecorator):
 
     def _fresh(self) -> attribute:
         """A new instance per invocation: a decorated function may run concurrently."""
-        return attribute(**self._values, propagate=self._propagate)  # type: ignore[arg-type]
+        return attribute(**self._values, propagate=self._propagate)

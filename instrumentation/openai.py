@@ -146,7 +146,7 @@ METHODS: tuple[MethodSpec, ...] = (
 )
 
 
-class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OpenAIInstrumentor(BaseInstrumentor):
     """``costspan_openai``: spans with usage for chat, completions, embeddings, responses and images."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
