@@ -226,7 +226,6 @@ def build(
 ) -> Runtime:
     """Assemble a runtime from settings; tests pass their own Prometheus ``registry`` and meter provider."""
     from costspan.exporters.otlp_metrics import OtlpMetrics
-    from costspan.exporters.prometheus import start_endpoint as serve
     from costspan.pricing.pricer import build_pricer
 
     runtime = Runtime(settings=settings, pricer=build_pricer(settings), service_name=_service_name())
@@ -255,7 +254,12 @@ def build(
         runtime.add_closer(ledger.close)
 
     if start_endpoint and settings.prometheus_port is not None:
-        serve(settings.prometheus_port, settings.prometheus_addr)
+        from costspan.exporters.prometheus_endpoint import exposition_registry, serve
+
+        served = registry if registry is not None else exposition_registry()
+        server = serve(settings, served)
+        if server is not None:
+            runtime.add_closer(server.shutdown)
     return runtime
 
 

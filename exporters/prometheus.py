@@ -7,7 +7,6 @@ them. User ids never become labels; every other label goes through a :class:`Lab
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from costspan.exporters.labels import LabelLimiter
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -117,10 +116,3 @@ class PrometheusMetrics:
 
     def record_estimation_error(self, provider: str, model: str, ratio: float) -> None:
         self.estimation_error.labels(self.limit("provider", provider), self.limit("model", model)).observe(ratio)
-
-
-def start_endpoint(port: int, addr: str, registry: CollectorRegistry = REGISTRY, **tls: Any) -> Any:
-    """Serve /metrics; loopback unless configured otherwise (the figures reveal spend)."""
-    from prometheus_client import start_http_server
-
-    return start_http_server(port, addr=addr, registry=registry, **tls)

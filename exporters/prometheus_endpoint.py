@@ -1,0 +1,121 @@
+"""The /metrics endpoint: loopback by default, optional TLS and basic auth, pre-fork aware.
+
+The figures reveal spend, so the endpoint binds 127.0.0.1 unless ``COSTSPAN_PROMETHEUS_ADDR``
+widens it; when it must be reachable from another host, ``prometheus.certfile``/``keyfile``
+turn on prometheus-client's own TLS and ``prometheus.basic_auth`` adds the basic auth that
+prometheus-client lacks server-side (a small WSGI wrapper).
+
+Pre-fork servers (gunicorn, uvicorn workers): with ``PROMETHEUS_MULTIPROC_DIR`` set,
+prometheus-client keeps each worker's counters in that directory; the endpoint serves a
+``MultiProcessCollector`` over it, so counters sum across workers. Only one process can bind the
+port: the others log that and record only. Budget gauges are read from the shared store by the
+serving process alone, so they are never multiplied.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from wsgiref.simple_server import make_server
+
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, _get_ssl_ctx, _SilentHandler
+
+from costspan.errors import ConfigError
+from costspan.settings import Settings
+
+logger = logging.getLogger("costspan")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def exposition_registry(extra: Iterable[Any] = ()) -> CollectorRegistry:
+    """The registry to serve: the default one, or a multiprocess view of every worker's files."""
+    directory = multiprocess_dir()
+    if not directory:
+        return REGISTRY
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    for collector in extra:
+        registry.register(collector)
+    return registry
+
+
+def with_basic_auth(app: WSGIApp, username: str, password: str) -> WSGIApp:
+    expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            start_response(
+                "401 Unauthorized", [("WWW-Authenticate", 'Basic realm="costspan"'), ("Content-Type", "text/plain")]
+            )
+            return [b"authentication required\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def _auth(settings: Settings, section: Mapping[str, Any]) -> tuple[str, str] | None:
+    auth = section.get("basic_auth")
+    if auth is None:
+        return None
+    if not isinstance(auth, dict) or not isinstance(auth.get("username"), str):
+        raise ConfigError(settings.source, "prometheus.basic_auth", "expected {username: ..., password_file: ...}")
+    password = os.environ.get("COSTSPAN_PROMETHEUS_PASSWORD")
+    if password is None and isinstance(auth.get("password_file"), str):
+        try:
+            with open(auth["password_file"], encoding="utf-8") as fh:
+                password = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(
+                settings.source, "prometheus.basic_auth.password_file", f"cannot read: {exc.strerror}"
+            ) from exc
+    if not password:
+        raise ConfigError(
+            settings.source,
+            "prometheus.basic_auth",
+            "no password: set password_file or the COSTSPAN_PROMETHEUS_PASSWORD variable",
+        )
+    return auth["username"], password
+
+
+def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> ThreadingWSGIServer | None:
+    """Start the endpoint in a daemon thread; None when another process already serves the port."""
+    assert settings.prometheus_port is not None
+    section = settings.section("prometheus") or {}
+    app: WSGIApp = make_wsgi_app(registry)
+    credentials = _auth(settings, section)
+    if credentials is not None:
+        app = with_basic_auth(app, *credentials)
+
+    class Server(ThreadingWSGIServer):
+        pass
+
+    Server.address_family, addr = _get_best_family(settings.prometheus_addr, settings.prometheus_port)
+    try:
+        httpd = make_server(addr, settings.prometheus_port, app, Server, handler_class=_SilentHandler)
+    except OSError as exc:
+        if multiprocess_dir():
+            logger.info("costspan: /metrics already served by another worker (%s); recording only", exc)
+            return None
+        raise
+    certfile, keyfile = section.get("certfile"), section.get("keyfile")
+    if certfile and keyfile:
+        context = _get_ssl_ctx(certfile, keyfile, ssl.PROTOCOL_TLS_SERVER)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    elif certfile or keyfile:
+        raise ConfigError(settings.source, "prometheus.certfile", "TLS needs both certfile and keyfile")
+    threading.Thread(target=httpd.serve_forever, name="costspan-metrics", daemon=True).start()
+    return httpd
