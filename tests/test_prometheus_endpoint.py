@@ -1,0 +1,159 @@
+"""The /metrics endpoint: loopback by default, basic auth, TLS, and pre-fork multiprocess mode."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from costspan.exporters.prometheus_endpoint import serve
+from prometheus_client import CollectorRegistry, Counter
+
+from costspan.errors import ConfigError
+from costspan.settings import load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def registry_with_sample() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("costspan_probe", "probe", registry=registry).inc(3)
+    return registry
+
+
+def test_binds_loopback_by_default() -> None:
+    port = free_port()
+    server = serve(load_settings({"COSTSPAN_PROMETHEUS_PORT": str(port)}), registry_with_sample())
+    assert server is not None
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "costspan_probe_total 3.0" in body
+    finally:
+        server.shutdown()
+
+
+def test_basic_auth(tmp_path: Path) -> None:
+    port = free_port()
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    config = tmp_path / "costspan.yaml"
+    config.write_text(f"prometheus:\n  basic_auth: {{username: scraper, password_file: {secret}}}\n")
+    settings = load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_PROMETHEUS_PORT": str(port)})
+    server = serve(settings, registry_with_sample())
+    assert server is not None
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 401
+        wrong = urllib.request.Request(
+            url, headers={"Authorization": "Basic " + base64.b64encode(b"scraper:x").decode()}
+        )
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(wrong, timeout=5)
+        right = urllib.request.Request(
+            url, headers={"Authorization": "Basic " + base64.b64encode(b"scraper:s3cret").decode()}
+        )
+        assert b"costspan_probe_total" in urllib.request.urlopen(right, timeout=5).read()
+    finally:
+        server.shutdown()
+
+
+def test_basic_auth_without_password_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "costspan.yaml"
+    config.write_text("prometheus:\n  basic_auth: {username: scraper}\n")
+    settings = load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_PROMETHEUS_PORT": str(free_port())})
+    with pytest.raises(ConfigError, match=r"costspan.yaml: prometheus.basic_auth: no password"):
+        serve(settings, registry_with_sample())
+
+
+def test_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    config = tmp_path / "costspan.yaml"
+    config.write_text(f"prometheus:\n  certfile: {cert}\n  keyfile: {key}\n")
+    port = free_port()
+    server = serve(
+        load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_PROMETHEUS_PORT": str(port)}), registry_with_sample()
+    )
+    assert server is not None
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        body = urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context, timeout=5).read()
+        assert b"costspan_probe_total" in body
+    finally:
+        server.shutdown()
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from costspan.settings import load_settings
+    from costspan.exporters.prometheus import PrometheusMetrics
+    from costspan.exporters.prometheus_endpoint import exposition_registry, serve
+    from costspan.accounting import Accounted
+    from costspan.pricing import Quote
+    from costspan.usage import CallFacts, Usage
+
+    metrics = PrometheusMetrics()
+    facts = CallFacts(provider="openai", request_model="gpt-4o-mini", usage=Usage(10, 5), project="p")
+    for _ in range(int(sys.argv[2])):
+        metrics.record(Accounted(facts, Quote("priced", input_nanos=1500, output_nanos=3000)))
+    server = serve(load_settings({"COSTSPAN_PROMETHEUS_PORT": sys.argv[1]}), exposition_registry())
+    print("served" if server else "recording-only", flush=True)
+    time.sleep(float(sys.argv[3]))
+    """
+)
+
+
+def test_prefork_workers_sum_into_one_endpoint(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(port), "3", "8"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert first.stdout is not None and first.stdout.readline().strip() == "served"
+    second = subprocess.run(
+        [sys.executable, "-c", WORKER, str(port), "4", "0"], env=env, capture_output=True, text=True, check=True
+    )
+    assert second.stdout.strip() == "recording-only"
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        first.kill()
+        first.wait()
+    line = next(line for line in body.splitlines() if line.startswith("costspan_requests_total{"))
+    assert line.endswith(" 7.0")  # 3 + 4 calls from two workers
