@@ -86,8 +86,7 @@ class LLMCall:
         if request.max_tokens is not None:
             attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
         attrs.update(request.attributes)
-        provider = runtime.tracer_provider()
-        span = provider.get_tracer(_TRACER_NAME).start_span(
+        span = _tracer(runtime.tracer_provider()).start_span(
             f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
         )
         call = cls(runtime, request, span)
@@ -210,6 +209,19 @@ class LLMCall:
         counter, request = self.runtime.counter, self.request
         input_tokens = counter.count_messages(request.model, request.messages) if request.messages is not None else 0
         return Usage(input_tokens=input_tokens, output_tokens=counter.count_text(request.model, output_texts))
+
+
+_tracers: dict[int, trace.Tracer] = {}
+
+
+def _tracer(provider: trace.TracerProvider) -> trace.Tracer:
+    """One tracer per provider: the SDK builds a new Tracer object on every ``get_tracer`` call."""
+    tracer = _tracers.get(id(provider))
+    if tracer is None:
+        from costspan import __version__
+
+        tracer = _tracers[id(provider)] = provider.get_tracer(_TRACER_NAME, __version__)
+    return tracer
 
 
 def _message_count(messages: object) -> int:
