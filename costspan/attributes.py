@@ -50,6 +50,8 @@ BUDGET_REMAINING_USD = "costspan.budget.remaining_usd"
 BUDGET_STATUS = "costspan.budget.status"
 BUDGET_THRESHOLD = "costspan.budget.threshold"
 BUDGET_THRESHOLD_EVENT = "costspan.budget.threshold"
+ENDPOINT_LOCAL = "costspan.endpoint.local"
+"""Whether the call went to a model server on this machine (free unless priced), as the instrumentor judged it."""
 COUNTED_IN = "costspan.cost.counted_in"
 """Set on an outer GenAI span whose call was already priced on an inner span (counted once)."""
 

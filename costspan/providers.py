@@ -60,6 +60,25 @@ def is_local_host(host: str | None) -> bool:
         return False
 
 
+def is_local_endpoint(
+    address: str | None, port: int | None, provider: str, overrides: tuple[tuple[str, str], ...] = ()
+) -> bool:
+    """For spans from other instrumentations, which say only where the call went.
+
+    A loopback address is a local model server unless the user named that endpoint as a
+    provider (a gateway or stand-in on this machine that stands for a billing provider).
+    """
+    if provider in LOCAL_PROVIDERS:
+        return True
+    if not is_local_host(address):
+        return False
+    for prefix, _ in overrides:
+        parts = urlsplit(prefix)
+        if (parts.hostname or "").lower() == (address or "").lower() and (port is None or parts.port in (None, port)):
+            return False
+    return True
+
+
 def parse_overrides(spec: str) -> tuple[tuple[str, str], ...]:
     """``COSTSPAN_ENDPOINTS="http://gateway:8080/v1=openai,http://127.0.0.1:9000=anthropic"``."""
     pairs = []

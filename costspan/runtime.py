@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from costspan.accounting import Accounted, ChargeResult, Sink
 from costspan.estimation import EstimationMonitor, TokenCounter
 from costspan.pricing import PRICED, UNPRICED, Pricer, Quote
+from costspan.providers import is_local_endpoint
 from costspan.settings import Settings, load_settings
 from costspan.usage import CallFacts
 
@@ -80,8 +81,15 @@ class Runtime:
             facts.usage,
             at=facts.started_at,
             service_tier=facts.service_tier,
-            server_address=facts.server_address,
+            server_address=facts.server_address if self.is_local(facts) else None,
         )
+
+    def is_local(self, facts: CallFacts) -> bool:
+        if facts.local is None:
+            facts.local = is_local_endpoint(
+                facts.server_address, facts.server_port, facts.provider, self.settings.endpoints
+            )
+        return facts.local
 
     def precheck(self, facts: CallFacts, worst_case_nanos: int | None = None) -> object | None:
         """Ask the budget engine before a request leaves; only BudgetExceededError escapes."""

@@ -43,6 +43,9 @@ class CallFacts:
     stream: bool = False
     service_tier: str | None = None
     server_address: str | None = None
+    server_port: int | None = None
+    local: bool | None = None
+    """Served by a model server on this machine (free unless priced); None: judge from the address."""
     started_at: datetime | None = None
     duration_s: float | None = None
     time_to_first_chunk_s: float | None = None

@@ -25,6 +25,7 @@ from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_of
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan import attributes as A
 from costspan.usage import Usage
 
 
@@ -34,8 +35,7 @@ def _request(operation: str) -> Any:
         request = read_chat_request(endpoint.provider, operation, kwargs)
         if request is not None:
             request.server_address, request.server_port = endpoint.address, endpoint.port
-            if endpoint.local:
-                request.attributes["costspan.endpoint.local"] = True
+            request.attributes[A.ENDPOINT_LOCAL] = endpoint.local
         return request
 
     return read

@@ -100,6 +100,8 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         stream=bool(attributes.get(A.REQUEST_STREAM, False)),
         service_tier=_first_str(attributes, A.OPENAI_SERVICE_TIER, A.OPENAI_REQUEST_SERVICE_TIER),
         server_address=_first_str(attributes, A.SERVER_ADDRESS),
+        server_port=_first_int(attributes, A.SERVER_PORT),
+        local=bool(local) if (local := attributes.get(A.ENDPOINT_LOCAL)) is not None else None,
         time_to_first_chunk_s=float(ttfc) if ttfc is not None else None,
         error_type=_first_str(attributes, A.ERROR_TYPE),
         project=_first_str(attributes, A.PROJECT),
