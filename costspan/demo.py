@@ -32,7 +32,8 @@ from costspan.settings import load_settings
 PROJECTS = ("research", "support-bot", "search")
 USERS = tuple(f"user-{i:02d}" for i in range(1, 9))
 FEATURES = ("summarise", "chat", "classify", "embed")
-MESSAGES = [{"role": "user", "content": "Summarise this support ticket in one line, please."}]
+MESSAGES: Any = [{"role": "user", "content": "Summarise this support ticket in one line, please."}]
+"""Typed ``Any``: each SDK declares its own message types for the same JSON."""
 
 
 class SpanPrinter(SpanExporter):
@@ -51,15 +52,16 @@ def describe(span: ReadableSpan) -> str:
     a = span.attributes or {}
     if A.REQUEST_MODEL not in a:
         return f"[dim]{span.name}[/dim]"
-    provider = a.get(A.PROVIDER, "?")
+    provider = str(a.get(A.PROVIDER, "?"))
     if a.get(A.ERROR_TYPE) == "BudgetExceededError":
         return f"[bold red]BLOCKED[/] {provider:10s} {span.name:40s} (refused before sending)"
     tokens = f"in {a.get(A.INPUT_TOKENS, 0):>5} out {a.get(A.OUTPUT_TOKENS, 0):>4}"
     status = a.get(A.COST_STATUS)
     cost = f"${a.get(A.COST_USD, 0.0):.6f}" if status == "priced" else str(status)
     budget = ""
-    if A.BUDGET_NAME in a:
-        budget = f"  {a[A.BUDGET_NAME]} {float(a.get(A.BUDGET_UTILIZATION, 0)) * 100:5.1f}% {a.get(A.BUDGET_STATUS)}"
+    utilization = a.get(A.BUDGET_UTILIZATION)
+    if A.BUDGET_NAME in a and isinstance(utilization, float | int):
+        budget = f"  {a[A.BUDGET_NAME]!s} {utilization * 100:5.1f}% {a.get(A.BUDGET_STATUS)!s}"
     events = "".join(
         f"  [yellow]threshold {e.attributes.get(A.BUDGET_THRESHOLD)} crossed on {e.attributes.get(A.BUDGET_NAME)}[/]"
         for e in span.events
@@ -211,8 +213,9 @@ def run_demo(*, calls: int, port: int, state_dir: str | None, linger: float) -> 
         blocked = 0
         for i in range(calls):
             _label, call = workload[i % len(workload)]
-            who = {"project": rng.choice(PROJECTS), "user": rng.choice(USERS), "feature": rng.choice(FEATURES)}
-            with costspan.attribute(**who):
+            with costspan.attribute(
+                project=rng.choice(PROJECTS), user=rng.choice(USERS), feature=rng.choice(FEATURES)
+            ):
                 try:
                     call()
                 except costspan.BudgetExceededError as exc:

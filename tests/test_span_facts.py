@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from costspan.processors.span_facts import facts_from_attributes, is_genai
+
 from costspan.usage import Usage
 
 

@@ -16,6 +16,11 @@ from costspan.errors import ConfigError
 
 COMMAND_MODULES = (
     "costspan.cli.demo",
+    "costspan.cli.report",
+    "costspan.cli.export",
+    "costspan.cli.prune",
+    "costspan.cli.advise",
+    "costspan.cli.dashboards",
 )
 
 

@@ -53,7 +53,8 @@ def _stream_body() -> bytes:
         for i in range(CHUNKS)
     ]
     lines.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    lines.append({**base, "choices": [], "usage": {"prompt_tokens": 25, "completion_tokens": CHUNKS, "total_tokens": 75}})
+    usage = {"prompt_tokens": 25, "completion_tokens": CHUNKS, "total_tokens": 25 + CHUNKS}
+    lines.append({**base, "choices": [], "usage": usage})
     return ("".join(f"data: {json.dumps(x)}\n\n" for x in lines) + "data: [DONE]\n\n").encode()
 
 
@@ -75,8 +76,9 @@ MESSAGES = [{"role": "user", "content": "Say hi."}]
 
 
 def make_clients() -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+    transport = httpx.MockTransport(handler)
     sync = openai.OpenAI(
-        api_key="x", base_url="https://api.openai.com/v1", http_client=httpx.Client(transport=httpx.MockTransport(handler))
+        api_key="x", base_url="https://api.openai.com/v1", http_client=httpx.Client(transport=transport)
     )
     async_ = openai.AsyncOpenAI(
         api_key="x",

@@ -1,0 +1,91 @@
+"""``costspan advise``: savings with evidence (cheaper models, repeated prompts, prompt-cache use)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from costspan.ledger import cli_common, moneyfmt
+from costspan.ledger.advise import Advice, advise
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("advise", help="savings the ledger can show, with the evidence",
+                                   description="Cheaper models of the same provider for the same token mix, "
+                                   "repeated identical prompts, and prompt-cache use. Every figure states its basis.")
+    cli_common.add_filter_args(parser)
+    parser.add_argument("--currency", metavar="CODE", help="show money in CODE at the configured rate")
+    parser.add_argument("--json", action="store_true", help="print the advice as JSON")
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    try:
+        settings = cli_common.settings_for(args)
+        currency = moneyfmt.from_settings(settings, args.currency)
+        filters = cli_common.filters_for(args, settings)
+        conn = cli_common.open_ledger(args, settings)
+    except cli_common.UsageError as exc:
+        print(f"costspan advise: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = advise(conn, filters)
+    finally:
+        conn.close()
+    if args.json:
+        json.dump(dataclasses.asdict(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render(result, currency, Console())
+    return 0
+
+
+def render(result: Advice, currency: moneyfmt.Currency, console: Console) -> None:
+    money = currency.format
+    console.print("[bold]Cheaper models[/bold] (same provider, same token mix, list prices)")
+    if not result.models:
+        console.print("  no model carries 5% or more of the period's cost")
+    for m in result.models:
+        console.print(f"[bold]{m.provider} / {m.model}[/bold]: {m.calls:,} calls, {money(m.ledger_cost_nanos)} "
+                      "recorded" + (f", {money(m.list_cost_nanos)} at list price" if m.list_cost_nanos is not None
+                                    else ", no list price found"))
+        table = Table()
+        table.add_column("instead")
+        table.add_column("would cost", justify="right")
+        table.add_column("saving", justify="right")
+        for alt in m.alternatives:
+            share = alt.saving_nanos / m.list_cost_nanos if m.list_cost_nanos else 0.0
+            table.add_row(alt.model, money(alt.cost_nanos), f"{money(alt.saving_nanos)} ({share:.0%})")
+        if m.alternatives:
+            console.print(table)
+        else:
+            console.print("  no cheaper priced model of this provider")
+        console.print(f"  [dim]basis: {m.basis}[/dim]")
+    console.print()
+    console.print("[bold]Repeated prompts[/bold]")
+    if result.repeats is None:
+        console.print("  not available: the ledger has no prompt hashes (set ledger.prompt_hashes: true)")
+    else:
+        r = result.repeats
+        console.print(f"  {r.repeated_calls:,} repeats of {r.distinct_repeated_prompts:,} prompts cost "
+                      f"{money(r.repeat_cost_nanos)}")
+        for item in r.top:
+            console.print(f"    {item['prompt_hash']}  {item['model']}  x{item['repeats']:,}  "
+                          f"{money(item['repeat_cost_nanos'])}")
+        console.print(f"  [dim]basis: {r.basis}[/dim]")
+    console.print()
+    table = Table(title="Prompt-cache use", title_justify="left", title_style="bold")
+    for col, justify in (("provider", "left"), ("model", "left"), ("input", "right"), ("from cache", "right"),
+                         ("share", "right"), ("cache read cost", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for c in result.cache:
+        table.add_row(c.provider, c.model, moneyfmt.tokens(c.input_tokens), moneyfmt.tokens(c.cache_read_tokens),
+                      f"{c.share:.1%}", money(c.cache_read_cost_nanos))
+    console.print(table)
+    console.print("  [dim]basis: cache reads as reported by each provider, as a share of all input tokens[/dim]")

@@ -1,0 +1,209 @@
+"""Batching writer: the caller appends to a deque, one background thread writes batches.
+
+Why this shape: ``deque.append`` is atomic under the GIL and takes no lock, so recording a call
+costs the caller about a microsecond and can never deadlock with a signal handler that flushes
+(the SIGTERM path runs ``close()`` on the main thread, possibly in the middle of a ``record``).
+
+Durability bound: a row is on disk once its batch commits. A batch commits when ``batch_rows``
+rows are pending or ``flush_seconds`` after the previous one, and on ``flush()``/``close()``. A
+crash (SIGKILL, power loss) therefore loses at most the rows recorded in the last
+``flush_seconds`` (or ``batch_rows`` rows, whichever comes first), plus the batch being committed.
+A clean exit or SIGTERM loses nothing that was recorded before ``close()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from datetime import timedelta
+from pathlib import Path
+
+from costspan.accounting import Accounted
+from costspan.ledger import prune as prune_module
+from costspan.ledger import schema
+from costspan.ledger.rows import Row, to_row
+from costspan.ledger.store import insert_rows
+
+logger = logging.getLogger("costspan")
+
+MAX_PENDING = 200_000
+"""Rows kept while the ledger cannot be written (disk full, file locked); beyond it the oldest go."""
+RETENTION_EVERY_S = 3600.0
+CLOSE_TIMEOUT_S = 10.0
+
+_Item = tuple[Accounted, int] | threading.Event
+
+
+class LedgerWriter:
+    """Owns the ledger file for this process: a queue, a thread, one connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        service: str,
+        *,
+        batch_rows: int = 500,
+        flush_seconds: float = 2.0,
+        retention_days: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.service = service
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self.retention_days = retention_days
+        self.rows_written = 0
+        self._logged: set[str] = set()
+        self._closed = False
+        self._start()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(ref))
+
+    def _start(self) -> None:
+        self._pending: deque[_Item] = deque(maxlen=MAX_PENDING)
+        self._retry: list[Row] = []
+        self._wake = threading.Event()
+        self._stop = False
+        self._last_retention = 0.0
+        self._thread = threading.Thread(target=self._run, name="costspan-ledger", daemon=True)
+        self._thread.start()
+
+    # -- caller's thread -----------------------------------------------------------------------
+    def put(self, accounted: Accounted) -> None:
+        """Enqueue one call. Lock-free; wakes the writer only when a full batch is waiting."""
+        pending = self._pending
+        pending.append((accounted, time.time_ns() // 1000))
+        if len(pending) == self.batch_rows:
+            self._wake.set()
+
+    def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Write everything enqueued so far; True once it is committed (or nothing to do)."""
+        if not self._thread.is_alive():
+            self._drain_here()
+            return True
+        done = threading.Event()
+        self._pending.append(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Commit every recorded row and stop the thread. Idempotent; safe from a signal handler."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._log_once("close", "costspan: ledger writer busy after %.0fs; unflushed rows may be lost", timeout)
+            return
+        self._drain_here()
+
+    # -- writer thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait(self.flush_seconds)
+                self._wake.clear()
+                stopping = self._stop
+                if conn is None:
+                    conn = self._open()
+                if conn is not None:
+                    self._write_pending(conn)
+                    self._maybe_apply_retention(conn)
+                if stopping:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _open(self) -> sqlite3.Connection | None:
+        try:
+            return schema.connect(self.path)
+        except Exception:
+            self._log_once("open", "costspan: cannot open the ledger %s; rows are kept in memory", self.path)
+            return None
+
+    def _write_pending(self, conn: sqlite3.Connection) -> None:
+        """Drain the deque in batches; markers (flush requests) are set once what precedes them is written."""
+        while True:
+            rows: list[Row] = self._retry
+            self._retry = []
+            markers: list[threading.Event] = []
+            pending = self._pending
+            while pending and len(rows) < self.batch_rows * 4:
+                item = pending.popleft()
+                if isinstance(item, threading.Event):
+                    markers.append(item)
+                    break
+                rows.append(self._to_row(item))
+            if rows and not self._commit(conn, rows):
+                self._retry = rows[-MAX_PENDING:]
+                for marker in markers:
+                    marker.set()  # a flush waiter must not hang on a broken disk
+                return
+            for marker in markers:
+                marker.set()
+            if not pending:
+                return
+
+    def _to_row(self, item: tuple[Accounted, int]) -> Row:
+        accounted, recorded_us = item
+        return to_row(accounted, self.service, recorded_us)
+
+    def _commit(self, conn: sqlite3.Connection, rows: list[Row]) -> bool:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                insert_rows(conn, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except Exception:
+            self._log_once("write", "costspan: cannot write to the ledger %s; will retry", self.path)
+            return False
+        self.rows_written += len(rows)
+        return True
+
+    def _maybe_apply_retention(self, conn: sqlite3.Connection) -> None:
+        if self.retention_days is None:
+            return
+        now = time.monotonic()
+        if self._last_retention and now - self._last_retention < RETENTION_EVERY_S:
+            return
+        self._last_retention = now
+        try:
+            prune_module.prune(conn, prune_module.cutoff_us(timedelta(days=self.retention_days)))
+        except Exception:
+            self._log_once("retention", "costspan: ledger retention failed on %s", self.path)
+
+    def _drain_here(self) -> None:
+        """Write what is left on the calling thread (after the writer thread has stopped)."""
+        if not self._pending and not self._retry:
+            return
+        conn = self._open()
+        if conn is None:
+            return
+        try:
+            self._write_pending(conn)
+        finally:
+            conn.close()
+
+    def _log_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            logger.exception(message, *args) if key != "close" else logger.error(message, *args)
+
+
+def _restart_in_child(ref: weakref.ref[LedgerWriter]) -> None:
+    """A forked child inherits the queue but not the thread: start afresh with an empty queue,
+    so the parent's pending rows are written once, by the parent."""
+    writer = ref()
+    if writer is not None and not writer._closed:
+        writer._start()
