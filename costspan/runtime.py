@@ -44,6 +44,8 @@ class Runtime:
     monitor: EstimationMonitor | None = None
     service_name: str = "unknown_service"
     reservations: dict[int, object] = field(default_factory=dict)
+    prompt_salt: bytes | None = None
+    """Set when ``ledger.prompt_hashes`` is on: instrumentors then hash each request's messages."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _errors_logged: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -260,6 +262,8 @@ def build(
     if ledger is not None:
         runtime.sinks.append(ledger)
         runtime.add_closer(ledger.close)
+        if ledger.prompt_hashes:
+            runtime.prompt_salt = ledger.prompt_salt()
 
     if start_endpoint and settings.prometheus_port is not None:
         from costspan.exporters.prometheus_endpoint import exposition_registry, serve

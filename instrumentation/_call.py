@@ -21,6 +21,7 @@ from costspan import attributes as A
 from costspan import attribution
 from costspan.errors import BudgetExceededError
 from costspan.estimation import Sample, message_text
+from costspan.ledger.prompt_hash import hash_messages
 from costspan.runtime import Runtime
 from costspan.usage import CallFacts, Usage
 
@@ -86,6 +87,8 @@ class LLMCall:
         if request.max_tokens is not None:
             attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
         attrs.update(request.attributes)
+        if runtime.prompt_salt is not None and request.messages is not None:
+            attrs[A.PROMPT_HASH] = hash_messages(request.messages, runtime.prompt_salt)
         span = _tracer(runtime.tracer_provider()).start_span(
             f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
         )

@@ -108,4 +108,5 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         feature=_first_str(attributes, A.FEATURE),
         user=_first_str(attributes, A.USER_ID),
         declared_cost_nanos=usd_to_nanos(str(declared)) if declared is not None else None,
+        prompt_hash=_first_str(attributes, A.PROMPT_HASH),
     )

@@ -18,6 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from costspan import runtime as runtime_module
 from tests.harness import Harness, make_harness
 
+# The provider stand-in and real SDK clients pointed at it, for every test module.
+pytest_plugins = ["tests.fakes.fixtures"]
+
 # A runtime built implicitly (first instrumented call with none installed) must not touch the
 # developer's own state directory.
 os.environ.setdefault("COSTSPAN_STORE", "memory://")
