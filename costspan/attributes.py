@@ -70,6 +70,8 @@ PEER_CACHE_WRITE_TOKENS = (
     "llm.usage.cache_creation_input_tokens",
     "llm.token_count.prompt_details.cache_write",
 )
+PEER_CACHE_WRITE_1H_TOKENS = ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",)
+"""The anthropic SDK's own spans (2.x) say how many cache writes have the 1-hour lifetime."""
 PEER_REASONING_TOKENS = ("gen_ai.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning")
 PEER_MODEL = ("llm.model_name", "llm.request.model", "llm.response.model")
 PEER_PROVIDER = ("llm.provider", "llm.system")

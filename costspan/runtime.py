@@ -254,7 +254,7 @@ def build(
 
     runtime.budgets = BudgetEngine.from_settings(settings)
     runtime.add_closer(runtime.budgets.close)
-    _register_budget_metrics(runtime)
+    _register_budget_metrics(runtime, registry, meter)
 
     from costspan.exporters.ledger import LedgerSink
 
@@ -266,9 +266,10 @@ def build(
             runtime.prompt_salt = ledger.prompt_salt()
 
     if start_endpoint and settings.prometheus_port is not None:
+        from costspan.exporters.budget_metrics import collector
         from costspan.exporters.prometheus_endpoint import exposition_registry, serve
 
-        served = registry if registry is not None else exposition_registry()
+        served = registry if registry is not None else exposition_registry([collector()])
         server = serve(settings, served)
         if server is not None:
             runtime.add_closer(server.shutdown)
@@ -288,12 +289,12 @@ def _prometheus_metrics() -> Any:
     return _prometheus
 
 
-def _register_budget_metrics(runtime: Runtime) -> None:
-    try:
-        from costspan.exporters.budget_metrics import register
-    except ImportError:
-        return
-    register(runtime.budgets)
+def _register_budget_metrics(runtime: Runtime, registry: Any, meter: Any) -> None:
+    """Budget gauges read the store at scrape time; one collector per registry, swapped to this engine."""
+    from costspan.exporters.budget_metrics import register, register_otlp
+
+    register(runtime.budgets, registry)
+    register_otlp(meter)
 
 
 def _sample_rate(settings: Settings) -> float:

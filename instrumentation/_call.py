@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import trace
@@ -22,6 +22,7 @@ from costspan import attribution
 from costspan.errors import BudgetExceededError
 from costspan.estimation import Sample, message_text
 from costspan.ledger.prompt_hash import hash_messages
+from costspan.providers import Endpoint
 from costspan.runtime import Runtime
 from costspan.usage import CallFacts, Usage
 
@@ -45,6 +46,12 @@ class Request:
     usage_requested: bool = True
     """False for an OpenAI-format stream without ``stream_options.include_usage``: keep text to estimate."""
 
+    def sent_to(self, endpoint: Endpoint) -> Request:
+        """Where the request goes: the server, and whether it is a model server on this machine."""
+        self.server_address, self.server_port = endpoint.address, endpoint.port
+        self.attributes[A.ENDPOINT_LOCAL] = endpoint.local
+        return self
+
 
 @dataclass(slots=True)
 class Response:
@@ -56,6 +63,8 @@ class Response:
     usage: Usage | None = None
     service_tier: str | None = None
     output_texts: list[str] | None = None
+    estimate_output: bool = False
+    """The stream ended before its final usage: ``usage`` has the reported input, count the output from the texts."""
 
 
 class LLMCall:
@@ -73,57 +82,20 @@ class LLMCall:
     @classmethod
     def start(cls, runtime: Runtime, request: Request) -> LLMCall:
         """Open the span and ask the budgets; raises BudgetExceededError (span ended) if refused."""
-        attrs: dict[str, Any] = {
-            A.OPERATION: request.operation,
-            A.PROVIDER: request.provider,
-            A.REQUEST_MODEL: request.model,
-        }
-        if request.stream:
-            attrs[A.REQUEST_STREAM] = True
-        if request.server_address:
-            attrs[A.SERVER_ADDRESS] = request.server_address
-        if request.server_port:
-            attrs[A.SERVER_PORT] = request.server_port
-        if request.max_tokens is not None:
-            attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
-        attrs.update(request.attributes)
-        if runtime.prompt_salt is not None and request.messages is not None:
-            attrs[A.PROMPT_HASH] = hash_messages(request.messages, runtime.prompt_salt)
-        span = _tracer(runtime.tracer_provider()).start_span(
-            f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
-        )
-        call = cls(runtime, request, span)
-        if runtime.budgets is not None:
-            call._precheck()
-        return call
-
-    def _precheck(self) -> None:
-        runtime, request = self.runtime, self.request
-        who = attribution.current()
-        input_tokens = 0
-        worst_case: int | None = None
-        if request.messages is not None and runtime.budgets is not None and runtime.budgets.wants_input_estimate():
-            input_tokens = runtime.counter.count_messages(request.model, request.messages)
-            if request.max_tokens is not None:
-                worst = Usage(input_tokens=input_tokens, output_tokens=request.max_tokens)
-                worst_case = runtime.pricer.quote(request.provider, request.model, worst).total_nanos
-        facts = CallFacts(
-            provider=request.provider,
-            request_model=request.model,
-            operation=request.operation,
-            usage=Usage(input_tokens=input_tokens),
-            server_address=request.server_address,
-            project=who.project or runtime.service_name,
-            feature=who.feature,
-            user=who.user,
-        )
+        call = cls(runtime, request, _open_span(runtime, request))
         try:
-            reservation = runtime.precheck(facts, worst_case)
+            reservation = precheck(runtime, request)
         except BudgetExceededError as exc:
-            self.fail(exc)
+            call.fail(exc)
             raise
         if reservation is not None:
-            runtime.reservations[self.span.get_span_context().span_id] = reservation
+            runtime.reservations[call.span.get_span_context().span_id] = reservation
+        return call
+
+    @classmethod
+    def refused(cls, runtime: Runtime, request: Request, exc: BudgetExceededError) -> None:
+        """Record a call the budgets refused on a span of its own (its client never ran, so made none)."""
+        cls(runtime, request, _open_span(runtime, request)).fail(exc)
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -176,6 +148,10 @@ class LLMCall:
         if usage is None and response.output_texts is not None:
             usage = self._estimate(response.output_texts)
             values[A.USAGE_SOURCE] = "estimated"
+        elif usage is not None and response.estimate_output and response.output_texts is not None:
+            output_tokens = runtime.counter.count_text(request.model, response.output_texts)
+            usage = replace(usage, output_tokens=output_tokens)
+            values[A.USAGE_SOURCE] = "estimated"
         elif usage is not None:
             values[A.USAGE_SOURCE] = "reported"
             monitor = runtime.monitor
@@ -212,6 +188,92 @@ class LLMCall:
         counter, request = self.runtime.counter, self.request
         input_tokens = counter.count_messages(request.model, request.messages) if request.messages is not None else 0
         return Usage(input_tokens=input_tokens, output_tokens=counter.count_text(request.model, output_texts))
+
+
+def _open_span(runtime: Runtime, request: Request) -> Span:
+    attrs: dict[str, Any] = {
+        A.OPERATION: request.operation,
+        A.PROVIDER: request.provider,
+        A.REQUEST_MODEL: request.model,
+    }
+    if request.stream:
+        attrs[A.REQUEST_STREAM] = True
+    if request.server_address:
+        attrs[A.SERVER_ADDRESS] = request.server_address
+    if request.server_port:
+        attrs[A.SERVER_PORT] = request.server_port
+    if request.max_tokens is not None:
+        attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
+    attrs.update(request.attributes)
+    if runtime.prompt_salt is not None and request.messages is not None:
+        attrs[A.PROMPT_HASH] = hash_messages(request.messages, runtime.prompt_salt)
+    return _tracer(runtime.tracer_provider()).start_span(
+        f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
+    )
+
+
+def precheck(runtime: Runtime, request: Request) -> object | None:
+    """Ask the budgets before the request leaves: the reservation to settle, or BudgetExceededError."""
+    if runtime.budgets is None:
+        return None
+    who = attribution.current()
+    input_tokens = 0
+    worst_case: int | None = None
+    if request.messages is not None and runtime.budgets.wants_input_estimate():
+        input_tokens = runtime.counter.count_messages(request.model, request.messages)
+        # The worst case: the request's max_tokens, else the cap a reserving budget configures.
+        max_output = request.max_tokens if request.max_tokens is not None else runtime.budgets.output_token_cap()
+        if max_output is not None:
+            worst = Usage(input_tokens=input_tokens, output_tokens=max_output)
+            worst_case = runtime.pricer.quote(request.provider, request.model, worst).total_nanos
+    facts = CallFacts(
+        provider=request.provider,
+        request_model=request.model,
+        operation=request.operation,
+        usage=Usage(input_tokens=input_tokens),
+        server_address=request.server_address,
+        project=who.project or runtime.service_name,
+        feature=who.feature,
+        user=who.user,
+    )
+    return runtime.precheck(facts, worst_case)
+
+
+class ReservationHold:
+    """A call whose client library makes its own GenAI span (anthropic 2.x), holding a budget reservation.
+
+    A second span of ours would count the call twice, so the processor prices the library's span, and
+    that span cannot carry the reservation (its id is unknown before the library starts it). The
+    library's span is charged when it ends; the reservation is released when the call ends, which is
+    the same moment, so budgets see the call's real cost and the worst case is held only meanwhile.
+    Same interface as :class:`LLMCall`, so the wrapper and the stream proxies serve both.
+    """
+
+    __slots__ = ("_lock", "_reservation", "request", "runtime")
+
+    def __init__(self, runtime: Runtime, request: Request, reservation: object) -> None:
+        self.runtime = runtime
+        self.request = request
+        self._reservation: object | None = reservation
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        yield
+
+    def first_chunk(self) -> None:
+        pass
+
+    def succeed(self, response: Response) -> None:
+        self._release()
+
+    def fail(self, exc: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            reservation, self._reservation = self._reservation, None
+        self.runtime.release(reservation)
 
 
 _tracers: dict[int, trace.Tracer] = {}

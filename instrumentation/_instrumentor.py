@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ class MethodSpec:
     owner: str
     method: str
     operation: Operation
+    wrap: Callable[[Operation, bool], Callable[..., Any]] = make_wrapper
+    """(operation, method is async) -> the wrapt wrapper; another one for a method that does not send the
+    request itself but returns an object that does (anthropic's ``messages.stream()`` manager)."""
 
 
 def _owner(spec: MethodSpec) -> type | None:
@@ -40,7 +43,7 @@ def patch(methods: Iterable[MethodSpec], tracer_provider: Any = None) -> None:
         owner = _owner(spec)
         if owner is None:
             continue
-        wrapper = make_wrapper(spec.operation, is_coroutine_method(owner, spec.method))
+        wrapper = spec.wrap(spec.operation, is_coroutine_method(owner, spec.method))
         wrap_function_wrapper(spec.module, f"{spec.owner}.{spec.method}", wrapper)
 
 

@@ -6,19 +6,14 @@ arrive as dicts), so one reader serves both client libraries.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from costspan.instrumentation._call import Request, Response
+from costspan.instrumentation._sdk_format import field
+from costspan.instrumentation.endpoints import endpoint_of
 
 from costspan.usage import Usage
-
-
-def field(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def _int(value: Any) -> int:
@@ -131,6 +126,20 @@ class ChatChunkObserver:
             service_tier=self._tier,
             output_texts=self._texts if (usage is None or self._texts) else None,
         )
+
+
+RequestReader: TypeAlias = Callable[[Any, tuple[Any, ...], dict[str, Any]], "Request | None"]
+
+
+def request_reader(default_provider: str, operation: str) -> RequestReader:
+    """Reads a request made on a client resource; the provider is named from the client's base URL."""
+
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+        endpoint = endpoint_of(instance, default=default_provider)
+        request = read_chat_request(endpoint.provider, operation, kwargs)
+        return request.sent_to(endpoint) if request is not None else None
+
+    return read
 
 
 def read_chat_request(provider: str, operation: str, kwargs: dict[str, Any]) -> Request | None:

@@ -12,7 +12,17 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import wrapt
-from costspan.instrumentation._call import LLMCall, Response
+from costspan.instrumentation._call import Response
+
+
+class StreamedCall(Protocol):
+    """What a stream reports to: an :class:`LLMCall`, or a :class:`ReservationHold` where the SDK makes the span."""
+
+    def first_chunk(self) -> None: ...
+
+    def succeed(self, response: Response) -> None: ...
+
+    def fail(self, exc: BaseException) -> None: ...
 
 
 class ChunkObserver(Protocol):
@@ -26,7 +36,7 @@ class ChunkObserver(Protocol):
 class _StreamState:
     __slots__ = ("call", "finished", "log_error", "observer")
 
-    def __init__(self, call: LLMCall, observer: ChunkObserver, log_error: Callable[[str], None]) -> None:
+    def __init__(self, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None]) -> None:
         self.call = call
         self.observer = observer
         self.finished = False
@@ -130,6 +140,13 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         finally:
             self._self_state.finish()
 
+    async def aclose(self) -> None:
+        """Async generators (ollama's and google-genai's streams) close with ``aclose()``."""
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_state.finish()
+
     def __del__(self) -> None:
         state = getattr(self, "_self_state", None)
         if state is not None and not state.finished:
@@ -137,7 +154,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
 
 
 def wrap_stream(
-    stream: Any, call: LLMCall, observer: ChunkObserver, log_error: Callable[[str], None], *, is_async: bool
+    stream: Any, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None], *, is_async: bool
 ) -> Any:
     state = _StreamState(call, observer, log_error)
     return AsyncStreamProxy(stream, state) if is_async else SyncStreamProxy(stream, state)

@@ -6,6 +6,10 @@ start the call (which may refuse it), send the request inside the span, and hand
 own object, or a transparent proxy of its stream. No fault of ours reaches the application:
 if reading the request fails the call goes ahead uninstrumented; if reading the response fails
 the span still ends and the SDK's object is returned untouched.
+
+Where the SDK makes its own GenAI span for the call (``Operation.sdk_traces``), a span of ours
+would be a second one for the same call: the wrapper then only asks the budgets before the
+request leaves, and the processor prices the SDK's span.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeAlias
 
-from costspan.instrumentation._call import LLMCall, Request, Response
+from costspan.instrumentation._call import LLMCall, Request, ReservationHold, Response, precheck
 from costspan.instrumentation._streams import ChunkObserver, wrap_stream
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -46,9 +51,17 @@ class Operation:
     read_response: Callable[[Any, Request], Response]
     new_observer: Callable[[Request], ChunkObserver] | None = None
     is_stream: Callable[[Any, Request], bool] = lambda result, request: request.stream
+    sdk_traces: Callable[[Any, Runtime], bool] | None = None
+    """(instance, runtime) -> whether the SDK makes its own GenAI span for this call, seen by our processor."""
+    proxy_stream: Callable[..., Any] = wrap_stream
+    """Puts the stream proxy in place (``wrap_stream``'s signature); a helper object that reads its events
+    from an inner stream proxies that one and is returned itself."""
 
 
-def _begin(operation: Operation, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LLMCall | None:
+Call: TypeAlias = "LLMCall | ReservationHold"
+
+
+def _begin(operation: Operation, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
     if not is_instrumentation_enabled() or otel_context.get_value(_ACTIVE):
         return None
     runtime: Runtime | None = runtime_module.get()
@@ -56,13 +69,14 @@ def _begin(operation: Operation, instance: Any, args: tuple[Any, ...], kwargs: d
         return None
     try:
         request = operation.read_request(instance, args, kwargs)
+        sdk_span = request is not None and operation.sdk_traces is not None and operation.sdk_traces(instance, runtime)
     except Exception:
         log_once("reading the request")
         return None
     if request is None:
         return None
     try:
-        return LLMCall.start(runtime, request)
+        return _hold(runtime, request) if sdk_span else LLMCall.start(runtime, request)
     except BudgetExceededError:
         raise
     except Exception:
@@ -70,10 +84,21 @@ def _begin(operation: Operation, instance: Any, args: tuple[Any, ...], kwargs: d
         return None
 
 
-def _finish(operation: Operation, call: LLMCall, result: Any, *, is_async: bool) -> Any:
+def _hold(runtime: Runtime, request: Request) -> ReservationHold | None:
+    """The SDK makes the span: ask the budgets only, and hold what they reserve until the call ends."""
+    try:
+        reservation = precheck(runtime, request)
+    except BudgetExceededError as exc:
+        LLMCall.refused(runtime, request, exc)
+        raise
+    return None if reservation is None else ReservationHold(runtime, request, reservation)
+
+
+def _finish(operation: Operation, call: Call, result: Any, *, is_async: bool) -> Any:
     try:
         if operation.new_observer is not None and operation.is_stream(result, call.request):
-            return wrap_stream(result, call, operation.new_observer(call.request), log_once, is_async=is_async)
+            observer = operation.new_observer(call.request)
+            return operation.proxy_stream(result, call, observer, log_once, is_async=is_async)
         call.succeed(operation.read_response(result, call.request))
     except Exception:
         log_once("reading the response")
@@ -86,42 +111,45 @@ def _finish(operation: Operation, call: LLMCall, result: Any, *, is_async: bool)
 
 def make_wrapper(operation: Operation, wrapped_is_async: bool) -> Callable[..., Any]:
     """A wrapt wrapper for one client method."""
-    if wrapped_is_async:
+    return partial(run_async if wrapped_is_async else run_sync, operation)
 
-        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            call = _begin(operation, instance, args, kwargs)
-            if call is None:
-                return await wrapped(*args, **kwargs)
-            token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
-            try:
-                with call.active():
-                    result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-            finally:
-                otel_context.detach(token)
-            return _finish(operation, call, result, is_async=True)
 
-        return async_wrapper
+async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Await ``wrapped(*args, **kwargs)`` as one instrumented call of ``operation`` on ``instance``."""
+    call = _begin(operation, instance, args, kwargs)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
+    try:
+        with call.active():
+            result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        otel_context.detach(token)
+    return _finish(operation, call, result, is_async=True)
 
-    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(operation, instance, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
-        try:
-            with call.active():
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        return _finish(operation, call, result, is_async=False)
 
-    return sync_wrapper
+def run_sync(operation: Operation, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Call ``wrapped(*args, **kwargs)`` as one instrumented call of ``operation`` on ``instance``."""
+    call = _begin(operation, instance, args, kwargs)
+    if call is None:
+        return wrapped(*args, **kwargs)
+    token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
+    try:
+        with call.active():
+            result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        otel_context.detach(token)
+    return _finish(operation, call, result, is_async=False)
 
 
 def is_coroutine_method(owner: type, name: str) -> bool:
-    return inspect.iscoroutinefunction(getattr(owner, name, None))
+    """Whether calling the method gives a coroutine, seen through decorators (the Stainless SDKs wrap their
+    async ``create`` in a plain function that checks the arguments)."""
+    method = getattr(owner, name, None)
+    return method is not None and inspect.iscoroutinefunction(inspect.unwrap(method))

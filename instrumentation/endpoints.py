@@ -19,6 +19,11 @@ def base_url_of(instance: Any) -> str | None:
 
 
 def endpoint_of(instance: Any, default: str) -> Endpoint:
+    return endpoint_at(base_url_of(instance), default)
+
+
+def endpoint_at(base_url: str | None, default: str) -> Endpoint:
+    """For clients that keep their URL elsewhere (google-genai's ``_api_client``)."""
     runtime = runtime_module.get()
     overrides = runtime.settings.endpoints if runtime is not None else ()
-    return detect(base_url_of(instance), default, overrides)
+    return detect(base_url, default, overrides)

@@ -18,44 +18,14 @@ from costspan.instrumentation._openai_format import (
     completion_response,
     embedding_response,
     field,
-    read_chat_request,
+    request_reader,
     usage_from,
 )
+from costspan.instrumentation._stainless import is_stream, unwrap_raw
 from costspan.instrumentation._wrapping import Operation
-from costspan.instrumentation.endpoints import endpoint_of
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from costspan import attributes as A
 from costspan.usage import Usage
-
-
-def _request(operation: str) -> Any:
-    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
-        endpoint = endpoint_of(instance, default="openai")
-        request = read_chat_request(endpoint.provider, operation, kwargs)
-        if request is not None:
-            request.server_address, request.server_port = endpoint.address, endpoint.port
-            request.attributes[A.ENDPOINT_LOCAL] = endpoint.local
-        return request
-
-    return read
-
-
-def _unwrap_raw(read: Any) -> Any:
-    """``with_raw_response`` returns the raw HTTP response; its parsed body is cached, so reading it is free."""
-
-    def reader(result: Any, request: Request) -> Response:
-        if hasattr(result, "http_response") and hasattr(result, "parse"):
-            if request.stream:
-                return Response()
-            result = result.parse()
-        return read(result, request)
-
-    return reader
-
-
-def _is_stream(result: Any, request: Request) -> bool:
-    return request.stream and not hasattr(result, "http_response")
 
 
 def _responses_response(result: Any, request: Request) -> Response:
@@ -109,10 +79,13 @@ def _images_response(result: Any, request: Request) -> Response:
     return Response(model=request.model, usage=usage, output_texts=[])
 
 
+_read_image_request = request_reader("openai", "generate_content")
+
+
 def _images_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
     kwargs = dict(kwargs)
     kwargs.setdefault("model", "dall-e-2")  # the API's default when no model is named
-    request = _request("generate_content")(instance, args, kwargs)
+    request = _read_image_request(instance, args, kwargs)
     if request is not None:
         for key in ("size", "quality"):
             value = kwargs.get(key)
@@ -124,11 +97,15 @@ def _images_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     return request
 
 
-_CHAT = Operation(_request("chat"), _unwrap_raw(chat_response), ChatChunkObserver, _is_stream)
-_COMPLETION = Operation(_request("text_completion"), _unwrap_raw(completion_response), ChatChunkObserver, _is_stream)
-_EMBEDDINGS = Operation(_request("embeddings"), _unwrap_raw(embedding_response))
-_RESPONSES = Operation(_request("chat"), _unwrap_raw(_responses_response), ResponsesEventObserver, _is_stream)
-_IMAGES = Operation(_images_request, _unwrap_raw(_images_response))
+_CHAT = Operation(request_reader("openai", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream)
+_COMPLETION = Operation(
+    request_reader("openai", "text_completion"), unwrap_raw(completion_response), ChatChunkObserver, is_stream
+)
+_EMBEDDINGS = Operation(request_reader("openai", "embeddings"), unwrap_raw(embedding_response))
+_RESPONSES = Operation(
+    request_reader("openai", "chat"), unwrap_raw(_responses_response), ResponsesEventObserver, is_stream
+)
+_IMAGES = Operation(_images_request, unwrap_raw(_images_response))
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("openai.resources.chat.completions", "Completions", "create", _CHAT),

@@ -83,7 +83,7 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         output_tokens=output_tokens or 0,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
-        cache_write_1h_tokens=_first_int(attributes, A.CACHE_WRITE_1H_TOKENS) or 0,
+        cache_write_1h_tokens=_first_int(attributes, A.CACHE_WRITE_1H_TOKENS, *A.PEER_CACHE_WRITE_1H_TOKENS) or 0,
         reasoning_tokens=reasoning,
         images=images,
     )

@@ -1,0 +1,324 @@
+"""BudgetEngine: the pre-call check and the charge, over whichever store the settings name.
+
+The instrumentation asks :meth:`BudgetEngine.precheck` before a request leaves (it may refuse);
+the span processor calls :meth:`BudgetEngine.charge` when the call ends. Both are one atomic
+store operation (one transaction, or one Redis round trip), which is what keeps quotas exact
+when many threads, processes or hosts share them:
+
+* precheck *takes*: it checks every enforced limit the call matches and, only if all pass,
+  counts the request (and reserves the worst-case cost or the estimated input tokens);
+* charge *applies*: it adds the real cost and tokens, gives back what precheck reserved, and
+  claims each alert threshold the new totals reach. A claim is won once per window in the whole
+  store, so each crossing produces one span event and one log record however many processes run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from costspan.accounting import BudgetSnapshot, ChargeResult, ThresholdCrossing
+from costspan.budgets.config import BudgetsConfig, parse
+from costspan.budgets.guard import GuardedStore
+from costspan.budgets.rules import REQUESTS, TOKENS, USD, Rule
+from costspan.budgets.status import BudgetStatus, project
+from costspan.budgets.store import Claim, Increment, Store, Take, open_store
+from costspan.budgets.windows import Window
+from costspan.errors import BudgetExceededError
+from costspan.money import nanos_to_usd
+from costspan.pricing import UNPRICED, Quote
+from costspan.settings import Settings
+from costspan.usage import CallFacts
+
+logger = logging.getLogger("costspan")
+_EMPTY = ChargeResult()
+_EXPIRY_GRACE_S = 3600
+"""Counters outlive their window by an hour, so a status read at the turn still finds them."""
+_MAX_REMEMBERED_CLAIMS = 10_000
+_UNITS = {USD: "USD", REQUESTS: "requests", TOKENS: "tokens"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What a precheck added to the store, to be reconciled by the charge or given back."""
+
+    taken: tuple[Increment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """One rule a call matched, in the window the call falls in."""
+
+    rule: Rule
+    window: Window
+    key: str
+    member: str
+
+
+class BudgetEngine:
+    def __init__(
+        self,
+        config: BudgetsConfig,
+        store: Store | None,
+        *,
+        enforce: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._rules = config.rules
+        self._store = GuardedStore(store) if store is not None and config.rules else None
+        self._enforced = tuple(r for r in config.rules if r.enforce) if enforce else ()
+        self._wants_input = any(r.reserve or r.unit == TOKENS for r in self._enforced)
+        caps = [r.reserve_output_tokens for r in self._enforced if r.reserve_output_tokens is not None]
+        self._output_cap = max(caps) if caps else None
+        self._clock = clock
+        self._claimed: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> BudgetEngine:
+        """Raises ConfigError for a bad section; opens no store (and costs nothing) without budgets."""
+        config = parse(settings)
+        store = open_store(settings.store_url, settings.source) if config.rules else None
+        return cls(config, store, enforce=settings.enforce, clock=clock)
+
+    @property
+    def backend(self) -> str | None:
+        return self._store.backend if self._store is not None else None
+
+    def set_error_hook(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(backend)`` on each store failure (the metrics exporter counts them)."""
+        if self._store is not None:
+            self._store.on_error = hook
+
+    # -- before the call -------------------------------------------------------------------
+    def wants_input_estimate(self) -> bool:
+        """Whether precheck uses the request's input tokens, so they are worth counting first."""
+        return self._wants_input
+
+    def output_token_cap(self) -> int | None:
+        """Output tokens to assume for a worst case when the request sets no ``max_tokens``."""
+        return self._output_cap
+
+    def precheck(self, facts: CallFacts, *, worst_case_nanos: int | None = None) -> Reservation | None:
+        """Refuse (BudgetExceededError) or admit the call; admitted, it holds a reservation."""
+        if not self._enforced or self._store is None:
+            return None
+        now = self._clock()
+        hits: list[_Hit] = []
+        takes: list[Take] = []
+        for rule in self._enforced:
+            hit = self._hit(rule, facts, now)
+            if hit is None:
+                continue
+            hits.append(hit)
+            takes.append(Take(hit.key, _precheck_delta(rule, facts, worst_case_nanos), rule.limit, _expiry(hit)))
+        if not takes:
+            return None
+        result = self._store.take(takes)
+        if result is None:
+            if self.config.fail_closed:
+                raise _refusal(hits[0], 0, "the budget store is unreachable and fail_closed is set")
+            return None
+        if result.refused >= 0:
+            hit, used = hits[result.refused], result.values[result.refused]
+            raise _refusal(hit, used, _reason(hit, used))
+        taken = tuple(Increment(t.key, t.delta, t.expires_at) for t in takes if t.delta)
+        return Reservation(taken) if taken else None
+
+    def release(self, reservation: object | None) -> None:
+        """Give back a reservation whose call will not be charged with it."""
+        if isinstance(reservation, Reservation) and self._store is not None:
+            self._store.apply([Increment(i.key, -i.delta, i.expires_at) for i in reservation.taken])
+
+    # -- after the call --------------------------------------------------------------------
+    def charge(self, facts: CallFacts, quote: Quote, reservation: object | None = None) -> ChargeResult:
+        if self._store is None or facts.outcome == "blocked":
+            return _EMPTY
+        now = self._clock()
+        amounts = {
+            USD: quote.total_nanos if quote.status != UNPRICED else 0,
+            REQUESTS: 1,
+            TOKENS: facts.usage.total_tokens if facts.has_usage else 0,
+        }
+        hits: list[_Hit] = []
+        deltas: dict[str, list[int]] = {}
+        for rule in self._rules:
+            hit = self._hit(rule, facts, now)
+            if hit is not None:
+                hits.append(hit)
+                deltas.setdefault(hit.key, [0, _expiry(hit)])[0] += amounts[rule.unit]
+        if isinstance(reservation, Reservation):
+            for taken in reservation.taken:
+                deltas.setdefault(taken.key, [0, taken.expires_at])[0] -= taken.delta
+        if not deltas:
+            return _EMPTY
+        keys = list(deltas)
+        index = {key: i for i, key in enumerate(keys)}
+        claims = self._claims(hits, index)
+        applied = self._store.apply([Increment(k, *deltas[k]) for k in keys], [claim for claim, _, _ in claims])
+        if applied is None:
+            return _EMPTY
+        values = {key: applied.values[i] for key, i in index.items()}
+        return ChargeResult(self._most_used(hits, values), self._crossings(claims, applied.claimed, values))
+
+    def _claims(self, hits: list[_Hit], index: dict[str, int]) -> list[tuple[Claim, _Hit, float]]:
+        """Thresholds not yet known to be claimed; the store claims those the new totals reach."""
+        claims = []
+        for hit in hits:
+            if not hit.rule.alerts:
+                continue
+            for threshold in hit.rule.thresholds:
+                key = f"claim|{hit.key}|{threshold:g}"
+                if key not in self._claimed:
+                    claims.append((Claim(index[hit.key], hit.rule.level(threshold), key, _expiry(hit)), hit, threshold))
+        return claims
+
+    def _crossings(
+        self, claims: list[tuple[Claim, _Hit, float]], won: tuple[int, ...], values: dict[str, int]
+    ) -> tuple[ThresholdCrossing, ...]:
+        if len(self._claimed) > _MAX_REMEMBERED_CLAIMS:
+            self._claimed.clear()  # only a cache: a forgotten claim is refused again by the store
+        for claim, hit, _ in claims:
+            if values[hit.key] >= claim.level:
+                self._claimed.add(claim.key)
+        crossings = []
+        for i in won:
+            _, hit, threshold = claims[i]
+            crossings.append(ThresholdCrossing(hit.rule.name, threshold))
+            _log_crossing(hit, threshold, values[hit.key])
+        return tuple(crossings)
+
+    def _most_used(self, hits: list[_Hit], values: dict[str, int]) -> BudgetSnapshot | None:
+        best: BudgetSnapshot | None = None
+        for hit in hits:
+            if hit.rule.unit != USD:
+                continue
+            used = values[hit.key]
+            utilization = used / hit.rule.limit
+            if best is None or utilization > best.utilization:
+                status = self.config.levels.status(utilization)
+                best = BudgetSnapshot(hit.rule.name, utilization, max(hit.rule.limit - used, 0), status)
+        return best
+
+    # -- status and lifecycle --------------------------------------------------------------
+    def status(self) -> list[BudgetStatus]:
+        """Every budget and every quota limit, read from the store (never raises)."""
+        if self._store is None or self._closed:
+            return []
+        now = self._clock()
+        windows = [rule.window.at(now) for rule in self._rules]
+        plain = [rule.prefix(w) for rule, w in zip(self._rules, windows, strict=True) if rule.per is None]
+        values = self._store.read(plain)
+        error = None if values is not None else "the budget store is unreachable"
+        pending = self._store.pending
+        found = dict(zip(plain, values or [0] * len(plain), strict=True))
+        entries = []
+        for rule, window in zip(self._rules, windows, strict=True):
+            prefix = rule.prefix(window)
+            if rule.per is None:
+                members = {"": found[prefix]}
+            else:
+                scanned = self._store.scan(prefix)
+                error = error if scanned is not None else "the budget store is unreachable"
+                members = {key[len(prefix) :]: value for key, value in (scanned or {}).items()}
+            for key, delta in pending.items():
+                if key.startswith(prefix):
+                    member = key[len(prefix) :]
+                    members[member] = members.get(member, 0) + delta
+            entries.append(self._entry(rule, window, members, now, error))
+        return entries
+
+    def _entry(
+        self, rule: Rule, window: Window, members: dict[str, int], now: float, error: str | None
+    ) -> BudgetStatus:
+        member, used = max(members.items(), key=lambda item: item[1], default=("", 0))
+        utilization = used / rule.limit
+        return BudgetStatus(
+            name=rule.name,
+            kind=rule.kind,
+            unit=_UNITS[rule.unit],
+            window=rule.window.kind,
+            limit=rule.limit,
+            used=used,
+            utilization=utilization,
+            status=self.config.levels.status(utilization),
+            resets_at=window.resets_at(),
+            projection=project(used, rule.limit, window, now),
+            enforce=rule.enforce,
+            member=member if rule.per is not None and members else None,
+            members=len(members) if rule.per is not None else 0,
+            error=error,
+        )
+
+    def flush(self) -> None:
+        """Send spend kept while the store was unreachable (nothing else is ever deferred)."""
+        if self._store is not None:
+            self._store.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._store is not None:
+            self._store.close()
+
+    def _hit(self, rule: Rule, facts: CallFacts, now: float) -> _Hit | None:
+        member = rule.member(facts)
+        if member is None:
+            return None
+        window = rule.window.at(now)
+        return _Hit(rule, window, rule.prefix(window) + member, member)
+
+
+def _precheck_delta(rule: Rule, facts: CallFacts, worst_case_nanos: int | None) -> int:
+    if rule.unit == REQUESTS:
+        return 1
+    if rule.unit == TOKENS:
+        return facts.usage.input_tokens
+    return worst_case_nanos if rule.reserve and worst_case_nanos else 0
+
+
+def _expiry(hit: _Hit) -> int:
+    return int(hit.window.end) + _EXPIRY_GRACE_S
+
+
+def _reason(hit: _Hit, used: int) -> str:
+    if used >= hit.rule.limit:
+        return f"{hit.window.kind} limit reached" if hit.rule.kind == "quota" else "budget spent"
+    if hit.rule.unit == USD:
+        return "the call's worst-case cost would exceed the limit"
+    return f"the call's {hit.rule.unit} would exceed the {hit.window.kind} limit"
+
+
+def _refusal(hit: _Hit, used: int, reason: str) -> BudgetExceededError:
+    rule = hit.rule
+    money = rule.unit == USD
+    return BudgetExceededError(
+        rule.name,
+        nanos_to_usd(rule.limit) if money else Decimal(rule.limit),
+        nanos_to_usd(used) if money else Decimal(used),
+        hit.window.resets_at(),
+        kind=rule.kind,
+        unit=_UNITS[rule.unit],
+        reason=reason,
+    )
+
+
+def _log_crossing(hit: _Hit, threshold: float, used: int) -> None:
+    rule = hit.rule
+    shown = f"${nanos_to_usd(used)} of ${nanos_to_usd(rule.limit)}" if rule.unit == USD else f"{used} of {rule.limit}"
+    logger.warning(
+        "costspan: %s %r%s crossed %g%% of its %s %s limit (%s used); the window resets at %s",
+        rule.kind,
+        rule.name,
+        f" ({rule.per} {hit.member})" if rule.per else "",
+        threshold * 100,
+        hit.window.kind,
+        _UNITS[rule.unit],
+        shown,
+        hit.window.resets_at().isoformat(),
+    )

@@ -1,0 +1,25 @@
+"""Reading the SDKs' response objects and plain dicts alike: what every provider's reader builds on.
+
+The SDKs hand back pydantic models, but a raw response read as JSON, an extra such as Groq's
+``x_groq`` and Ollama's subscriptable models can be dicts; one accessor serves all of them. Token
+counts are read as ints or not at all: an SDK that does not validate its responses can carry
+``None`` or another type where a count should be, and that must not reach the span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def count(obj: Any, name: str) -> int:
+    """The token count ``obj.name``, 0 when absent or not an int."""
+    value = field(obj, name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

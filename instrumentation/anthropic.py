@@ -1,0 +1,256 @@
+"""Instrumentor for the ``anthropic`` client library: ``messages`` and ``beta.messages``.
+
+The anthropic SDK 2.x traces its own calls: unless its client's ``open_telemetry`` option (or
+``ANTHROPIC_OPEN_TELEMETRY=false``) turns traces off, every ``messages.create`` gets a CLIENT span
+``anthropic.messages.create`` with the GenAI usage attributes, input already normalised. A span of
+ours would count the same call twice, so where the SDK's span reaches a tracer provider our
+processor is attached to, the instrumentor only asks the budgets before the request leaves and the
+processor prices the SDK's span. Where the SDK makes no span (traces off, SDKs before 2.x, no SDK
+tracer provider), the instrumentor makes the span itself.
+
+Anthropic's ``input_tokens`` excludes cache reads and writes; the semantic conventions count them
+in, so they are added back. Cache writes say in ``cache_creation`` how many were written with the
+1-hour lifetime, which is priced higher than the default 5 minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import anthropic  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+import wrapt
+from costspan.instrumentation._call import Request, Response
+from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._sdk_format import count, field
+from costspan.instrumentation._stainless import is_stream, unwrap_raw
+from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
+from costspan.instrumentation._wrapping import Operation, run_async, run_sync
+from costspan.instrumentation.endpoints import endpoint_of
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from costspan.runtime import Runtime
+from costspan.usage import Usage
+
+# The usage fields a stream's ``message_start`` carries and its ``message_delta`` may update.
+_USAGE_FIELDS = (
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation",
+    "output_tokens",
+    "output_tokens_details",
+)
+
+
+def usage_from(raw: Any) -> Usage | None:
+    """Anthropic's usage in semconv terms: input counts cache reads and writes, output counts thinking."""
+    if raw is None:
+        return None
+    split = field(raw, "cache_creation")
+    write_1h = count(split, "ephemeral_1h_input_tokens")
+    cache_write = count(raw, "cache_creation_input_tokens") or count(split, "ephemeral_5m_input_tokens") + write_1h
+    cache_read = count(raw, "cache_read_input_tokens")
+    return Usage(
+        input_tokens=count(raw, "input_tokens") + cache_read + cache_write,
+        output_tokens=count(raw, "output_tokens"),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=write_1h,
+        reasoning_tokens=count(field(raw, "output_tokens_details"), "thinking_tokens"),
+    )
+
+
+def _reader(helper: bool) -> Any:
+    """Reads the arguments of ``create``/``parse``, or with ``helper`` those of ``stream()``, which always streams."""
+
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+        model = kwargs.get("model")
+        if not isinstance(model, str):
+            return None
+        max_tokens = kwargs.get("max_tokens")
+        messages: Any = kwargs.get("messages")
+        system = kwargs.get("system")
+        if not isinstance(messages, (list, tuple)):
+            messages = None  # any other iterable is the SDK's to consume
+        elif system is not None:
+            messages = [{"role": "system", "content": system}, *messages]
+        request = Request(
+            provider="anthropic",
+            operation="chat",
+            model=model,
+            stream=helper or kwargs.get("stream") is True,
+            messages=messages,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        )
+        endpoint = endpoint_of(instance, default="anthropic")
+        request.provider = endpoint.provider  # the same SDK reaches Bedrock and Vertex AI
+        return request.sent_to(endpoint)
+
+    return read
+
+
+def _message_response(result: Any, request: Request) -> Response:
+    reason = field(result, "stop_reason")
+    content = field(result, "content") or ()
+    return Response(
+        model=field(result, "model"),
+        response_id=field(result, "id"),
+        finish_reasons=[str(reason)] if reason else (),
+        usage=usage_from(field(result, "usage")),
+        output_texts=[text for block in content if isinstance(text := field(block, "text"), str)],
+    )
+
+
+class EventObserver:
+    """Raw stream events: ``message_start`` brings the input usage, ``message_delta`` the final output.
+
+    A stream that ends before ``message_delta`` (cut, or left early) keeps the reported input and
+    counts its output from the text that arrived.
+    """
+
+    __slots__ = ("_final", "_finish", "_id", "_model", "_texts", "_usage")
+
+    def __init__(self, request: Request) -> None:
+        self._usage: dict[str, Any] | None = None
+        self._texts: list[str] = []
+        self._finish: list[str] = []
+        self._id: str | None = None
+        self._model: str | None = None
+        self._final = False
+
+    def observe(self, event: Any) -> None:
+        kind = field(event, "type")
+        if kind == "content_block_delta":
+            text = field(field(event, "delta"), "text")
+            if text:
+                self._texts.append(text)
+        elif kind == "message_start":
+            message = field(event, "message")
+            self._id, self._model = field(message, "id"), field(message, "model")
+            usage = field(message, "usage")
+            self._usage = {name: field(usage, name) for name in _USAGE_FIELDS}
+        elif kind == "message_delta":
+            reason = field(field(event, "delta"), "stop_reason")
+            if reason:
+                self._finish.append(str(reason))
+            usage = field(event, "usage")
+            merged = self._usage if self._usage is not None else {}
+            for name in _USAGE_FIELDS:
+                value = field(usage, name)
+                if value is not None:
+                    merged[name] = value
+            self._usage, self._final = merged, True
+
+    def response(self) -> Response:
+        return Response(
+            model=self._model,
+            response_id=self._id,
+            finish_reasons=self._finish,
+            usage=usage_from(self._usage),
+            output_texts=self._texts,
+            estimate_output=not self._final,
+        )
+
+
+def _traced_by_sdk(instance: Any, runtime: Runtime) -> bool:
+    """Whether the SDK makes its own span for the call, on a tracer provider our processor is attached to.
+
+    ``open_telemetry`` is the client's resolved option (anthropic >= 2.x; older clients lack it and make
+    no spans). ``attach`` puts the processor on an SDK tracer provider and says False for the no-op one,
+    whose spans no processor would see: then the call needs a span of ours.
+    """
+    options = getattr(getattr(instance, "_client", None), "open_telemetry", None)
+    if not isinstance(options, Mapping) or not field(options.get("traces"), "enabled"):
+        return False
+    return runtime.attach(options.get("tracer_provider") or trace.get_tracer_provider())
+
+
+def _observe_raw_stream(
+    stream: Any, call: StreamedCall, observer: ChunkObserver, log_error: Any, *, is_async: bool
+) -> Any:
+    """The helper's ``MessageStream`` reads its events from ``_raw_stream``: watch them there.
+
+    So ``text_stream``, ``get_final_message()``, ``until_done()`` and iteration, which all read that
+    raw stream from inside the helper, are seen alike, and the application keeps the helper itself.
+    """
+    stream._raw_stream = wrap_stream(stream._raw_stream, call, observer, log_error, is_async=is_async)
+    return stream
+
+
+class _StreamManager(wrapt.ObjectProxy):
+    """``messages.stream()`` returns a manager that sends the request when it is entered: the call starts there."""
+
+    def __init__(self, manager: Any, instance: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__(manager)
+        self._self_instance = instance
+        self._self_kwargs = kwargs
+
+    def __enter__(self) -> Any:
+        def enter(*args: Any, **kwargs: Any) -> Any:
+            return self.__wrapped__.__enter__()
+
+        return run_sync(_STREAM_HELPER, enter, self._self_instance, (), self._self_kwargs)
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self.__wrapped__.__exit__(*exc_info)
+
+    async def __aenter__(self) -> Any:
+        def enter(*args: Any, **kwargs: Any) -> Any:
+            return self.__wrapped__.__aenter__()
+
+        return await run_async(_STREAM_HELPER, enter, self._self_instance, (), self._self_kwargs)
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await self.__wrapped__.__aexit__(*exc_info)
+
+
+def _stream_manager_wrapper(operation: Operation, is_async: bool) -> Any:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return _StreamManager(wrapped(*args, **kwargs), instance, kwargs)
+
+    return wrapper
+
+
+_CREATE = Operation(
+    _reader(helper=False), unwrap_raw(_message_response), EventObserver, is_stream, sdk_traces=_traced_by_sdk
+)
+_STREAM_HELPER = Operation(
+    _reader(helper=True),
+    _message_response,
+    EventObserver,
+    lambda result, request: True,
+    sdk_traces=_traced_by_sdk,
+    proxy_stream=_observe_raw_stream,
+)
+
+
+def _methods(module: str) -> tuple[MethodSpec, ...]:
+    return (
+        MethodSpec(module, "Messages", "create", _CREATE),
+        MethodSpec(module, "Messages", "parse", _CREATE),
+        MethodSpec(module, "Messages", "stream", _STREAM_HELPER, wrap=_stream_manager_wrapper),
+        MethodSpec(module, "AsyncMessages", "create", _CREATE),
+        MethodSpec(module, "AsyncMessages", "parse", _CREATE),
+        MethodSpec(module, "AsyncMessages", "stream", _STREAM_HELPER, wrap=_stream_manager_wrapper),
+    )
+
+
+METHODS: tuple[MethodSpec, ...] = (
+    *_methods("anthropic.resources.messages.messages"),
+    *_methods("anthropic.resources.beta.messages.messages"),
+)
+
+
+class AnthropicInstrumentor(BaseInstrumentor):
+    """``costspan_anthropic``: ``messages`` and ``beta.messages`` (create, parse, stream), sync and async."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("anthropic >= 0.40",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        patch(METHODS, kwargs.get("tracer_provider"))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch(METHODS)

@@ -1,0 +1,150 @@
+"""Budgets end to end: the real openai SDK against the local stand-in, the span, the metrics, and
+the budget gauges served once from a pre-fork pair of processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import costspan
+from costspan import attributes as A
+from costspan.standin import ProviderServer
+from tests.fakes.fixtures import openai_client, provider_server, provider_server_session  # noqa: F401
+from tests.harness import Harness
+from tests.test_budget_stores import free_port
+
+MESSAGES = [{"role": "user", "content": "Summarise the ticket."}]
+
+
+def test_enforced_budget_blocks_the_next_call_before_it_leaves(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    openai_client: Any,  # noqa: F811
+    provider_server: ProviderServer,  # noqa: F811
+    spans: InMemorySpanExporter,
+) -> None:
+    harness = make_runtime(
+        f"""
+endpoints:
+  {provider_server.base_url.rstrip("/")}/v1: openai
+budgets:
+  - name: tiny
+    limit_usd: 0.000001
+    window: day
+    enforce: true
+alerts:
+  thresholds: [0.5, 1.0]
+"""
+    )
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert provider_server.request_count == 1
+
+    with pytest.raises(costspan.BudgetExceededError) as caught:
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert provider_server.request_count == 1  # refused before any byte left
+    assert caught.value.budget == "tiny"
+    assert "'tiny'" in str(caught.value) and "resets at" in str(caught.value)
+
+    charged, blocked = spans.get_finished_spans()
+    assert charged.attributes is not None and blocked.attributes is not None
+    assert charged.attributes[A.BUDGET_NAME] == "tiny"
+    assert charged.attributes[A.BUDGET_STATUS] == "exceeded"
+    assert charged.attributes[A.BUDGET_REMAINING_USD] == 0.0
+    events = [e.attributes for e in charged.events if e.name == A.BUDGET_THRESHOLD_EVENT]
+    assert [(e[A.BUDGET_NAME], e[A.BUDGET_THRESHOLD]) for e in events if e] == [("tiny", 0.5), ("tiny", 1.0)]
+    assert blocked.attributes[A.ERROR_TYPE] == "BudgetExceededError"
+    assert A.BUDGET_NAME not in blocked.attributes
+
+    assert harness.sample("costspan_requests_total", outcome="blocked") == 1
+    assert harness.sample("costspan_requests_total", outcome="success") == 1
+    spent = harness.sample("costspan_budget_spend_usd", budget="tiny", window="day")
+    assert spent == pytest.approx(charged.attributes[A.COST_USD])
+    assert harness.sample("costspan_budget_utilization_ratio", budget="tiny") > 1
+    assert harness.sample("costspan_budget_exhaustion_seconds", budget="tiny") == 0
+    statuses = costspan.status()
+    assert [(s["name"], s["status"]) for s in statuses] == [("tiny", "exceeded")]
+
+
+def test_reserve_uses_the_counted_input_and_max_tokens(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    openai_client: Any,  # noqa: F811
+    provider_server: ProviderServer,  # noqa: F811
+) -> None:
+    make_runtime(
+        f"""
+endpoints:
+  {provider_server.base_url.rstrip("/")}/v1: openai
+budgets:
+  - {{name: held, limit_usd: 0.01, window: day, enforce: true, reserve: true}}
+"""
+    )
+    # gpt-4o-mini output is $0.60 per million tokens: 100k tokens of worst case is $0.06.
+    with pytest.raises(costspan.BudgetExceededError, match="worst-case"):
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100_000)
+    assert provider_server.request_count == 0
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=1000)
+    (entry,) = costspan.status()
+    # Reconciled to the call's real cost (about $0.00001), far below the 1000-token worst case ($0.0006).
+    assert 0 < entry["used_nanos"] < 100_000
+
+
+def test_otlp_budget_gauges(make_runtime: Callable[..., Harness]) -> None:
+    harness = make_runtime("budgets:\n  - {name: otlp, limit_usd: 2, window: week}\n")
+    costspan.track(provider="openai", model="gpt-4o-mini", cost_usd="0.5")
+    (point,) = harness.otlp_points("costspan.budget.utilization")
+    assert point.value == pytest.approx(0.25)
+    assert dict(point.attributes) == {"budget": "otlp", "window": "week"}
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from costspan import runtime
+    from costspan.settings import load_settings
+    from costspan.usage import CallFacts, Usage
+
+    current = runtime.build(load_settings())
+    facts = CallFacts(provider="openai", request_model="gpt-4o-mini", usage=Usage(10, 5),
+                      declared_cost_nanos=int(sys.argv[1]))
+    current.account(facts)
+    print("ready", flush=True)
+    time.sleep(float(sys.argv[2]))
+    current.close()
+    """
+)
+
+
+def test_prefork_workers_publish_the_budget_gauges_once(tmp_path: Path) -> None:
+    config = tmp_path / "costspan.yaml"
+    config.write_text("budgets:\n  - {name: shared, limit_usd: 1, window: day}\n")
+    metrics_dir = tmp_path / "prom"
+    metrics_dir.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "COSTSPAN_CONFIG": str(config),
+        "COSTSPAN_STORE": f"sqlite:///{tmp_path / 'budgets.db'}",
+        "COSTSPAN_LEDGER": "off",
+        "COSTSPAN_PROMETHEUS_PORT": str(port),
+    }
+    server = subprocess.Popen([sys.executable, "-c", WORKER, "300000000", "20"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        subprocess.run([sys.executable, "-c", WORKER, "200000000", "0"], env=env, check=True, capture_output=True)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.kill()
+        server.wait()
+    lines = [line for line in body.splitlines() if line.startswith("costspan_budget_spend_usd{")]
+    assert lines == ['costspan_budget_spend_usd{budget="shared",window="day"} 0.5']  # both workers, once

@@ -1,0 +1,181 @@
+"""The three budget stores against one contract, and the helpers the other budget tests share.
+
+The Redis tests drive a real ``redis-server`` started here on a free port (one per session);
+they are skipped, with the reason, only when the binary is not installed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from costspan.budgets import BudgetEngine
+from costspan.budgets.store import Claim, Increment, Store, Take, open_store
+from costspan.errors import ConfigError
+from costspan.settings import load_settings
+from costspan.usage import CallFacts, Usage
+
+BACKENDS = ("memory", "sqlite", "redis")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@functools.cache
+def redis_server() -> str:
+    """URL of a private redis-server for this test session, started on first use."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server); CI installs it")
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="costspan-redis-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    atexit.register(process.terminate)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    process.terminate()
+    raise RuntimeError("redis-server did not start")
+
+
+def fresh_redis(db: int = 0) -> str:
+    """The session's server with database ``db`` emptied."""
+    import redis
+
+    url = redis_server().rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+def store_url(backend: str, directory: Path) -> str:
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{directory / 'budgets.db'}"
+    return fresh_redis()
+
+
+def make_engine(
+    tmp_path: Path, yaml_text: str, url: str, *, clock: Callable[[], float] = time.time, **env: str
+) -> BudgetEngine:
+    config = tmp_path / "costspan.yaml"
+    config.write_text(yaml_text)
+    settings = load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_STORE": url, **env})
+    return BudgetEngine.from_settings(settings, clock=clock)
+
+
+def facts(
+    provider: str = "openai", model: str = "gpt-4o-mini", *, input_tokens: int = 10, output_tokens: int = 5, **who: str
+) -> CallFacts:
+    return CallFacts(provider=provider, request_model=model, usage=Usage(input_tokens, output_tokens), **who)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(backend_url: str) -> Iterator[Store]:
+    opened = open_store(backend_url, "test")
+    yield opened
+    opened.close()
+
+
+EXPIRES = int(time.time()) + 3600
+
+
+def test_take_adds_only_when_every_counter_has_room(store: Store) -> None:
+    assert store.take([Take("a", 2, 3, EXPIRES), Take("b", 1, 1, EXPIRES)]).refused == -1
+    refused = store.take([Take("a", 1, 3, EXPIRES), Take("b", 1, 1, EXPIRES)])
+    assert (refused.refused, refused.values) == (1, (2, 1))
+    assert store.read(["a", "b", "missing"]) == [2, 1, 0]  # "a" was not added to either
+
+
+def test_take_refuses_at_the_limit_and_when_the_delta_would_cross_it(store: Store) -> None:
+    assert store.take([Take("m", 0, 10, EXPIRES)]).refused == -1  # a read-only check
+    assert store.take([Take("m", 8, 10, EXPIRES)]).refused == -1
+    assert store.take([Take("m", 3, 10, EXPIRES)]).refused == 0  # 8 + 3 > 10
+    assert store.take([Take("m", 2, 10, EXPIRES)]).refused == -1  # exactly 10 fits
+    assert store.take([Take("m", 0, 10, EXPIRES)]).refused == 0  # at the limit
+
+
+def test_apply_returns_new_values_and_claims_once(store: Store) -> None:
+    claims = [Claim(0, 5, "claim|x|0.5", EXPIRES), Claim(0, 10, "claim|x|1", EXPIRES)]
+    first = store.apply([Increment("x", 6, EXPIRES), Increment("y", -2, EXPIRES)], claims)
+    assert first.values == (6, -2)
+    assert first.claimed == (0,)  # 6 reaches 5, not 10
+    second = store.apply([Increment("x", 4, EXPIRES)], claims)
+    assert second.values == (10,)
+    assert second.claimed == (1,)  # the 0.5 claim is taken already
+
+
+def test_scan_finds_the_members_of_a_prefix_only(store: Store) -> None:
+    store.apply([Increment("budget|b|usd|day:1|alice", 3, EXPIRES), Increment("budget|b|usd|day:1|bob", 4, EXPIRES)])
+    store.apply([Increment("budget|b|usd|day:2|alice", 9, EXPIRES), Increment("budget|bb|usd|day:1|x", 1, EXPIRES)])
+    store.apply([Increment("budget|b|usd|day:1|", 1, EXPIRES)], [Claim(0, 1, "claim|budget|b|usd|day:1||1", EXPIRES)])
+    assert store.scan("budget|b|usd|day:1|") == {
+        "budget|b|usd|day:1|alice": 3,
+        "budget|b|usd|day:1|bob": 4,
+        "budget|b|usd|day:1|": 1,
+    }
+
+
+def test_a_second_store_on_the_same_url_sees_the_counters(backend_url: str) -> None:
+    if backend_url.startswith("memory"):
+        pytest.skip("memory:// is private to one store by design")
+    first, second = open_store(backend_url, "test"), open_store(backend_url, "test")
+    try:
+        first.apply([Increment("shared", 7, EXPIRES)])
+        assert second.read(["shared"]) == [7]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_redis_counters_expire_with_their_window() -> None:
+    import redis
+
+    url = fresh_redis()
+    store = open_store(url, "test")
+    store.apply([Increment("k", 1, int(time.time()) + 100)], [Claim(0, 1, "c", int(time.time()) + 100)])
+    client = redis.Redis.from_url(url)
+    assert 0 < client.ttl("costspan:k") <= 100
+    assert 0 < client.ttl("costspan:c") <= 100
+    client.close()
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("ftp://host/x", "unknown store"), ("sqlite:///", "no file")],
+)
+def test_bad_store_urls_are_config_errors(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        open_store(url, "/etc/costspan.yaml")
+    assert caught.value.source == "/etc/costspan.yaml"
+    assert caught.value.key == "store"
