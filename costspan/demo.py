@@ -44,7 +44,7 @@ class SpanPrinter(SpanExporter):
 
     def export(self, spans: Any) -> SpanExportResult:
         for span in spans:
-            self.console.print(describe(span))
+            self.console.print(describe(span), soft_wrap=True)
         return SpanExportResult.SUCCESS
 
 
@@ -87,13 +87,14 @@ def _config(state: Path, urls: dict[str, str]) -> str:
           {urls["openai"]}/v1: openai
           {urls["anthropic"]}: anthropic
           {urls["groq"]}: groq
+          {urls["gemini"]}: gcp.gemini
         budgets:
           - name: demo-daily
-            limit_usd: 0.05
+            limit_usd: 0.006
             window: day
           - name: research-weekly
             match: {{project: research}}
-            limit_usd: 0.01
+            limit_usd: 0.0008
             window: week
             enforce: true
           - name: per-user-daily

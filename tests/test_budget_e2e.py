@@ -138,10 +138,11 @@ def test_prefork_workers_publish_the_budget_gauges_once(tmp_path: Path) -> None:
         "COSTSPAN_LEDGER": "off",
         "COSTSPAN_PROMETHEUS_PORT": str(port),
     }
-    server = subprocess.Popen([sys.executable, "-c", WORKER, "300000000", "20"], env=env, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", WORKER]
+    server = subprocess.Popen([*command, "300000000", "20"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        subprocess.run([sys.executable, "-c", WORKER, "200000000", "0"], env=env, check=True, capture_output=True)
+        subprocess.run([*command, "200000000", "0"], env=env, check=True, capture_output=True)
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         server.kill()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +13,7 @@ from costspan.accounting import ThresholdCrossing
 from costspan.budgets import BudgetEngine, guard
 from costspan.errors import BudgetExceededError
 from costspan.pricing import PRICED, UNPRICED, Quote
-from tests.test_budget_stores import backend_url, facts, free_port, make_engine  # noqa: F401
+from tests.test_budget_stores import backend_url, facts, free_port, make_engine, start_redis  # noqa: F401
 
 CENT = 10_000_000  # nano-dollars
 
@@ -246,9 +244,6 @@ def test_no_budgets_means_an_engine_that_does_nothing(tmp_path: Path) -> None:
 def test_redis_outage_fails_open_and_applies_the_spend_when_it_is_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server); CI installs it")
     monkeypatch.setattr(guard, "_RETRY_AFTER_S", 0.0)
     port = free_port()
     yaml = (
@@ -264,10 +259,7 @@ def test_redis_outage_fails_open_and_applies_the_spend_when_it_is_back(
     assert errors and set(errors) == {"redis"}
     assert caplog.text.count("budget store failed") == 1  # logged once a minute, not per call
     assert engine.status()[0].error is not None
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
+    server = start_redis(port)
     try:
         deadline = time.monotonic() + 5
         while engine.status()[0].error is not None and time.monotonic() < deadline:

@@ -33,31 +33,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@functools.cache
-def redis_server() -> str:
-    """URL of a private redis-server for this test session, started on first use."""
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    """A throw-away redis-server on ``port`` (no persistence), answering PING when this returns."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server); CI installs it")
-    port = free_port()
     directory = tempfile.mkdtemp(prefix="costspan-redis-")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    atexit.register(process.terminate)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
                 conn.sendall(b"PING\r\n")
                 if conn.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
+                    return process
         except OSError:
             time.sleep(0.02)
     process.terminate()
     raise RuntimeError("redis-server did not start")
+
+
+@functools.cache
+def redis_server() -> str:
+    """URL of a private redis-server for this test session, started on first use."""
+    port = free_port()
+    atexit.register(start_redis(port).terminate)
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def fresh_redis(db: int = 0) -> str:

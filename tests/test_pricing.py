@@ -258,7 +258,11 @@ def test_family_usage_is_what_the_instrumentors_produce() -> None:
     """The raw usages in the comments above, through the instrumentors' own normalisation."""
     openai_format = pytest.importorskip("costspan.instrumentation._openai_format")
     anthropic_format = pytest.importorskip("costspan.instrumentation.anthropic")
-    raw_openai = {"prompt_tokens": 10_000, "prompt_tokens_details": {"cached_tokens": 4_000}, "completion_tokens": 2_000}
+    raw_openai = {
+        "prompt_tokens": 10_000,
+        "prompt_tokens_details": {"cached_tokens": 4_000},
+        "completion_tokens": 2_000,
+    }
     raw_anthropic = {
         "input_tokens": 3_000,
         "cache_read_input_tokens": 3_000,

@@ -16,6 +16,8 @@ from costspan.errors import ConfigError
 
 COMMAND_MODULES = (
     "costspan.cli.demo",
+    "costspan.cli.status",
+    "costspan.cli.prices",
     "costspan.cli.report",
     "costspan.cli.export",
     "costspan.cli.prune",

@@ -1,0 +1,95 @@
+"""What budgets add to one LLM call: ``precheck`` + ``charge`` on each store, in the caller's thread.
+
+The config is a realistic one: a global daily budget, a project budget (enforced, reserving),
+a per-user budget and an enforced quota with per-minute and per-day limits, so each call touches
+six counters and a claim check. Rounds are interleaved and medians reported (shared machines are
+noisy). Redis is a real ``redis-server`` started here on a free port, on loopback.
+
+Run: ``python tests/benchmarks/budgets.py [--calls 5000] [--rounds 5]`` (not collected by pytest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from costspan.budgets import BudgetEngine  # noqa: E402
+from costspan.pricing import PRICED, Quote  # noqa: E402
+from costspan.settings import load_settings  # noqa: E402
+from costspan.usage import CallFacts, Usage  # noqa: E402
+from tests.test_budget_stores import free_port, start_redis  # noqa: E402
+
+CONFIG = """
+budgets:
+  - {name: global-daily, limit_usd: 1000000, window: day}
+  - {name: research, match: {project: research}, limit_usd: 1000000, window: month, enforce: true, reserve: true}
+  - {name: per-user, per: user, limit_usd: 1000000, window: day}
+quotas:
+  - {name: openai, match: {provider: openai}, requests_per_minute: 100000000, tokens_per_day: 100000000000,
+     enforce: true}
+"""
+FACTS = CallFacts("openai", "gpt-4o-mini", usage=Usage(1200, 300), project="research", user="u-42")
+QUOTE = Quote(PRICED, input_nanos=180_000, output_nanos=180_000)
+
+
+def engine_for(url: str, directory: Path) -> BudgetEngine:
+    config = directory / "costspan.yaml"
+    config.write_text(CONFIG)
+    return BudgetEngine.from_settings(load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_STORE": url}))
+
+
+def per_call_us(engine: BudgetEngine, calls: int) -> tuple[float, float]:
+    """Microseconds per call: precheck + charge, and charge alone."""
+    started = time.perf_counter()
+    for _ in range(calls):
+        engine.charge(FACTS, QUOTE, engine.precheck(FACTS, worst_case_nanos=900_000))
+    both = (time.perf_counter() - started) / calls * 1e6
+    started = time.perf_counter()
+    for _ in range(calls):
+        engine.charge(FACTS, QUOTE)
+    alone = (time.perf_counter() - started) / calls * 1e6
+    return both, alone
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="costspan-budget-bench-"))
+    port = free_port()
+    redis = start_redis(port)
+    try:
+        engines = {
+            "memory": engine_for("memory://", directory),
+            "sqlite": engine_for(f"sqlite:///{directory / 'budgets.db'}", directory),
+            "redis": engine_for(f"redis://127.0.0.1:{port}/0", directory),
+        }
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+        for name, engine in engines.items():
+            per_call_us(engine, 200)  # warm up: connections, schema, Lua scripts
+        for _ in range(args.rounds):
+            for name, engine in engines.items():
+                results[name].append(per_call_us(engine, args.calls))
+        print(f"{'store':8s} {'precheck+charge':>16s} {'charge':>10s}   (median of {args.rounds} x {args.calls} calls)")
+        for name, samples in results.items():
+            both = statistics.median(s[0] for s in samples)
+            alone = statistics.median(s[1] for s in samples)
+            print(f"{name:8s} {both:13.1f} us {alone:7.1f} us")
+        for engine in engines.values():
+            engine.close()
+    finally:
+        redis.terminate()
+        redis.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
