@@ -28,27 +28,28 @@ from prometheus_client.registry import Collector
 from costspan.budgets import BudgetEngine, BudgetStatus
 from costspan.money import nanos_to_float
 
-_CACHE_S = 1.0
-"""One store read serves a scrape and the OTLP gauges collected with it."""
+_OTLP_MAX_AGE_S = 1.0
+"""One store read serves all the OTLP gauges of one collection (each has its own callback)."""
 
 
 class _Current:
-    """The engine the gauges read, and its last status (read at most once a second)."""
+    """The engine the gauges read, and its last status."""
 
     def __init__(self) -> None:
         self.engine: BudgetEngine | None = None
         self._lock = threading.Lock()
         self._cached: list[BudgetStatus] = []
-        self._cached_at = -_CACHE_S
+        self._cached_at = float("-inf")
 
     def swap(self, engine: BudgetEngine | None) -> None:
         with self._lock:
-            self.engine, self._cached, self._cached_at = engine, [], -_CACHE_S
+            self.engine, self._cached, self._cached_at = engine, [], float("-inf")
 
-    def statuses(self) -> list[BudgetStatus]:
+    def statuses(self, max_age: float = 0.0) -> list[BudgetStatus]:
+        """The status read at most ``max_age`` seconds ago (a scrape always reads afresh)."""
         with self._lock:
             now = time.monotonic()
-            if now - self._cached_at >= _CACHE_S:
+            if now - self._cached_at > max_age:
                 self._cached = self.engine.status() if self.engine is not None else []
                 self._cached_at = now
             return self._cached
@@ -163,7 +164,7 @@ Observer = Callable[[CallbackOptions], Iterable[Observation]]
 
 def _observer(kind: str, value: Callable[[BudgetStatus], float | None]) -> Observer:
     def observe(options: CallbackOptions) -> Iterable[Observation]:
-        for entry in _current.statuses():
+        for entry in _current.statuses(_OTLP_MAX_AGE_S):
             if entry.kind != kind:
                 continue
             number = value(entry)

@@ -240,13 +240,14 @@ def precheck(runtime: Runtime, request: Request) -> object | None:
 
 
 class ReservationHold:
-    """A call whose client library makes its own GenAI span (anthropic 2.x), holding a budget reservation.
+    """A call whose GenAI span someone else makes (the SDK itself, as anthropic 2.x does, or another
+    instrumentation of the same method), holding a budget reservation.
 
-    A second span of ours would count the call twice, so the processor prices the library's span, and
-    that span cannot carry the reservation (its id is unknown before the library starts it). The
-    library's span is charged when it ends; the reservation is released when the call ends, which is
-    the same moment, so budgets see the call's real cost and the worst case is held only meanwhile.
-    Same interface as :class:`LLMCall`, so the wrapper and the stream proxies serve both.
+    A second span of ours would count the call twice, so the processor prices the other span, and that
+    span cannot carry the reservation (its id is unknown before it starts). The other span is charged
+    when it ends; the reservation is released when the call ends, at about the same moment, so budgets
+    see the call's real cost and the worst case is held only meanwhile. Same interface as
+    :class:`LLMCall`, so the wrapper and the stream proxies serve both.
     """
 
     __slots__ = ("_lock", "_reservation", "request", "runtime")

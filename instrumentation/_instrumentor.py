@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from costspan.instrumentation._wrapping import Operation, is_coroutine_method, make_wrapper
@@ -43,7 +43,8 @@ def patch(methods: Iterable[MethodSpec], tracer_provider: Any = None) -> None:
         owner = _owner(spec)
         if owner is None:
             continue
-        wrapper = spec.wrap(spec.operation, is_coroutine_method(owner, spec.method))
+        operation = replace(spec.operation, patched=(owner, spec.method))
+        wrapper = spec.wrap(operation, is_coroutine_method(owner, spec.method))
         wrap_function_wrapper(spec.module, f"{spec.owner}.{spec.method}", wrapper)
 
 

@@ -7,9 +7,12 @@ own object, or a transparent proxy of its stream. No fault of ours reaches the a
 if reading the request fails the call goes ahead uninstrumented; if reading the response fails
 the span still ends and the SDK's object is returned untouched.
 
-Where the SDK makes its own GenAI span for the call (``Operation.sdk_traces``), a span of ours
-would be a second one for the same call: the wrapper then only asks the budgets before the
-request leaves, and the processor prices the SDK's span.
+Counted once: where someone else makes the GenAI span for the call, a span of ours would be a
+second one, so the wrapper then only asks the budgets before the request leaves and the processor
+prices the other span. That is the case when the SDK traces itself (``Operation.sdk_traces``), and
+when another wrapt-based instrumentation (OpenLLMetry, the official OpenTelemetry ones, OpenLIT)
+wraps the same method, inside ours or outside: its span need not be a parent or child of ours
+(OpenLLMetry's does not become the current span), so nesting alone cannot tell it is the same call.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from costspan.instrumentation._call import LLMCall, Request, ReservationHold, Re
 from costspan.instrumentation._streams import ChunkObserver, wrap_stream
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from wrapt import FunctionWrapper
 
 from costspan import runtime as runtime_module
 from costspan.errors import BudgetExceededError
@@ -56,6 +60,17 @@ class Operation:
     proxy_stream: Callable[..., Any] = wrap_stream
     """Puts the stream proxy in place (``wrap_stream``'s signature); a helper object that reads its events
     from an inner stream proxies that one and is returned itself."""
+    patched: tuple[type, str] | None = None
+    """(class, method) where this operation is patched in; set by ``patch()``."""
+
+    def wrapped_by_another(self) -> bool:
+        """Whether a second wrapt wrapper sits on the patched method: another instrumentation's, around ours
+        or inside it (the SDKs' own methods are plain functions)."""
+        if self.patched is None:
+            return False
+        owner, name = self.patched
+        attribute = owner.__dict__.get(name)
+        return isinstance(attribute, FunctionWrapper) and isinstance(attribute.__wrapped__, FunctionWrapper)
 
 
 Call: TypeAlias = "LLMCall | ReservationHold"
@@ -69,14 +84,17 @@ def _begin(operation: Operation, instance: Any, args: tuple[Any, ...], kwargs: d
         return None
     try:
         request = operation.read_request(instance, args, kwargs)
-        sdk_span = request is not None and operation.sdk_traces is not None and operation.sdk_traces(instance, runtime)
+        spanned_elsewhere = request is not None and (
+            operation.wrapped_by_another()
+            or (operation.sdk_traces is not None and operation.sdk_traces(instance, runtime))
+        )
     except Exception:
         log_once("reading the request")
         return None
     if request is None:
         return None
     try:
-        return _hold(runtime, request) if sdk_span else LLMCall.start(runtime, request)
+        return _hold(runtime, request) if spanned_elsewhere else LLMCall.start(runtime, request)
     except BudgetExceededError:
         raise
     except Exception:
@@ -85,7 +103,7 @@ def _begin(operation: Operation, instance: Any, args: tuple[Any, ...], kwargs: d
 
 
 def _hold(runtime: Runtime, request: Request) -> ReservationHold | None:
-    """The SDK makes the span: ask the budgets only, and hold what they reserve until the call ends."""
+    """Someone else makes the span: ask the budgets only, and hold what they reserve until the call ends."""
     try:
         reservation = precheck(runtime, request)
     except BudgetExceededError as exc:

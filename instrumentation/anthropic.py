@@ -182,8 +182,9 @@ def _observe_raw_stream(
 class _StreamManager(wrapt.ObjectProxy):
     """``messages.stream()`` returns a manager that sends the request when it is entered: the call starts there."""
 
-    def __init__(self, manager: Any, instance: Any, kwargs: dict[str, Any]) -> None:
+    def __init__(self, manager: Any, operation: Operation, instance: Any, kwargs: dict[str, Any]) -> None:
         super().__init__(manager)
+        self._self_operation = operation
         self._self_instance = instance
         self._self_kwargs = kwargs
 
@@ -191,7 +192,7 @@ class _StreamManager(wrapt.ObjectProxy):
         def enter(*args: Any, **kwargs: Any) -> Any:
             return self.__wrapped__.__enter__()
 
-        return run_sync(_STREAM_HELPER, enter, self._self_instance, (), self._self_kwargs)
+        return run_sync(self._self_operation, enter, self._self_instance, (), self._self_kwargs)
 
     def __exit__(self, *exc_info: Any) -> Any:
         return self.__wrapped__.__exit__(*exc_info)
@@ -200,7 +201,7 @@ class _StreamManager(wrapt.ObjectProxy):
         def enter(*args: Any, **kwargs: Any) -> Any:
             return self.__wrapped__.__aenter__()
 
-        return await run_async(_STREAM_HELPER, enter, self._self_instance, (), self._self_kwargs)
+        return await run_async(self._self_operation, enter, self._self_instance, (), self._self_kwargs)
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         return await self.__wrapped__.__aexit__(*exc_info)
@@ -208,7 +209,7 @@ class _StreamManager(wrapt.ObjectProxy):
 
 def _stream_manager_wrapper(operation: Operation, is_async: bool) -> Any:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return _StreamManager(wrapped(*args, **kwargs), instance, kwargs)
+        return _StreamManager(wrapped(*args, **kwargs), operation, instance, kwargs)
 
     return wrapper
 

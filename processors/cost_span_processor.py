@@ -164,10 +164,12 @@ class CostSpanProcessor(SpanProcessor):
             )
 
     def _cover_ancestors(self, state: _Inflight | None, span_id: str) -> None:
+        """Every open ancestor, not only those already known as LLM spans: a framework or peer span may
+        name its model only when it ends (``_before_end`` consults this for LLM spans alone)."""
         depth = 0
         while state is not None and state.parent_id is not None and depth < _MAX_DEPTH:
             state = self._inflight.get(state.parent_id)
-            if state is not None and state.genai and state.covered_by is None:
+            if state is not None and state.covered_by is None:
                 state.covered_by = span_id
             depth += 1
 

@@ -129,20 +129,22 @@ def test_take_refuses_at_the_limit_and_when_the_delta_would_cross_it(store: Stor
     assert store.take([Take("m", 0, 10, EXPIRES)]).refused == 0  # at the limit
 
 
-def test_apply_returns_new_values_and_claims_once(store: Store) -> None:
-    claims = [Claim(0, 5, "claim|x|0.5", EXPIRES), Claim(0, 10, "claim|x|1", EXPIRES)]
-    first = store.apply([Increment("x", 6, EXPIRES), Increment("y", -2, EXPIRES)], claims)
-    assert first.values == (6, -2)
-    assert first.claimed == (0,)  # 6 reaches 5, not 10
-    second = store.apply([Increment("x", 4, EXPIRES)], claims)
-    assert second.values == (10,)
-    assert second.claimed == (1,)  # the 0.5 claim is taken already
+def test_apply_returns_the_new_values(store: Store) -> None:
+    assert store.apply([Increment("x", 6, EXPIRES), Increment("y", -2, EXPIRES)]) == (6, -2)
+    assert store.apply([Increment("x", 4, EXPIRES)]) == (10,)
+
+
+def test_each_claim_is_won_once(store: Store) -> None:
+    assert store.claim([Claim("claim|x|0.5", EXPIRES), Claim("claim|x|1", EXPIRES)]) == (0, 1)
+    assert store.claim([Claim("claim|x|0.9", EXPIRES), Claim("claim|x|1", EXPIRES)]) == (0,)
+    assert store.claim([Claim("claim|x|0.9", EXPIRES)]) == ()
 
 
 def test_scan_finds_the_members_of_a_prefix_only(store: Store) -> None:
     store.apply([Increment("budget|b|usd|day:1|alice", 3, EXPIRES), Increment("budget|b|usd|day:1|bob", 4, EXPIRES)])
     store.apply([Increment("budget|b|usd|day:2|alice", 9, EXPIRES), Increment("budget|bb|usd|day:1|x", 1, EXPIRES)])
-    store.apply([Increment("budget|b|usd|day:1|", 1, EXPIRES)], [Claim(0, 1, "claim|budget|b|usd|day:1||1", EXPIRES)])
+    store.apply([Increment("budget|b|usd|day:1|", 1, EXPIRES)])
+    store.claim([Claim("claim|budget|b|usd|day:1||1", EXPIRES)])
     assert store.scan("budget|b|usd|day:1|") == {
         "budget|b|usd|day:1|alice": 3,
         "budget|b|usd|day:1|bob": 4,
@@ -167,7 +169,8 @@ def test_redis_counters_expire_with_their_window() -> None:
 
     url = fresh_redis()
     store = open_store(url, "test")
-    store.apply([Increment("k", 1, int(time.time()) + 100)], [Claim(0, 1, "c", int(time.time()) + 100)])
+    store.apply([Increment("k", 1, int(time.time()) + 100)])
+    store.claim([Claim("c", int(time.time()) + 100)])
     client = redis.Redis.from_url(url)
     assert 0 < client.ttl("costspan:k") <= 100
     assert 0 < client.ttl("costspan:c") <= 100

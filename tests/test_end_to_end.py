@@ -20,17 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from costspan.dashboards import build
 from prometheus_client.parser import text_string_to_metric_families
 
 from costspan.standin import ProviderServer, Scenario, Usage
 from tests.fakes.otlp_receiver import OtlpReceiver
-from tests.fakes.prom_stack import Prometheus, free_port, wait_until
+from tests.fakes.prom_stack import Prometheus, free_port, run_stack, wait_until
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "examples" / "openai_app.py"
 LAUNCHER = Path(sys.executable).with_name("opentelemetry-instrument")
+DASHBOARDS = Path(build.HERE)
 CALLS = 4  # the example makes: chat, stream, embeddings, async chat
 
 
@@ -203,3 +206,32 @@ def test_sigterm_loses_nothing_from_the_ledger(standin: ProviderServer, tmp_path
     rows = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
     assert len(rows) == CALLS
     assert all(row["provider"] == "openai" for row in rows)
+
+
+def test_an_exceeded_budget_alerts_through_prometheus_and_alertmanager(standin: ProviderServer, tmp_path: Path) -> None:
+    """The shipped rules and Alertmanager routing, fed by the real application's budget gauges."""
+    config = tmp_path / "costspan.yaml"
+    config.write_text("budgets:\n  - name: tiny-daily\n    limit_usd: 0.0001\n    window: day\n")
+    shipped = yaml.safe_load((DASHBOARDS / "alertmanager" / "alertmanager.yml").read_text())
+    process, port = launch(standin, tmp_path, linger=40, COSTSPAN_CONFIG=str(config))
+    try:
+        samples = wait_for_calls(process, port)
+        assert total(samples, "costspan_budget_utilization_ratio", budget="tiny-daily") >= 1
+        rules = [DASHBOARDS / "prometheus" / "costspan-rules.yml"]
+        stack_gen = run_stack(tmp_path / "stack", [f"127.0.0.1:{port}"], rules, shipped)
+        stack = next(stack_gen)
+        webhook = stack.webhook
+        assert webhook is not None
+        try:
+            delivered = wait_until(
+                lambda: [a for _, a in webhook.alerts() if a["labels"].get("alertname") == "CostspanBudgetExceeded"],
+                timeout=30,
+                what="CostspanBudgetExceeded delivered by Alertmanager",
+            )
+            assert delivered[0]["labels"]["budget"] == "tiny-daily"
+            assert delivered[0]["labels"]["severity"] == "critical"
+        finally:
+            stack_gen.close()
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

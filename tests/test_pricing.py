@@ -227,6 +227,7 @@ def test_entries_priced_only_per_page_are_unpriced(pricer: LayeredPricer) -> Non
         ("ollama", "llama3.2:3b", "127.0.0.1"),
         ("vllm", "gpt-4o-mini", "localhost"),  # a local server is free whatever the model is called
         ("openai", "qwen2.5-coder", "localhost"),  # an OpenAI-compatible local server
+        ("ollama", "llama3.2:3b", "192.168.1.20"),  # a self-hosted Ollama elsewhere on the network
     ],
 )
 def test_local_models_are_free(pricer: LayeredPricer, provider: str, model: str, address: str | None) -> None:

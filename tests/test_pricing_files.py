@@ -65,7 +65,7 @@ def test_user_file_beats_the_catalog(user_pricer: LayeredPricer, tmp_path: Path)
     quote = user_pricer.quote("openai", "gpt-4o-mini-2024-07-18", MILLION, at=NOW)
     # 1M x 0.10 + 1M x 0.40 = 500,000,000n (genai-prices says 750,000,000n)
     assert (quote.status, quote.total_nanos, quote.key) == (PRICED, 500_000_000, "openai/gpt-4o-mini")
-    assert quote.source == "acme contract"
+    assert quote.source == f"user:{tmp_path / 'prices.yaml'} (acme contract)"
 
 
 def test_user_regex_tiers_and_service_tiers(user_pricer: LayeredPricer) -> None:
@@ -79,12 +79,12 @@ def test_user_regex_tiers_and_service_tiers(user_pricer: LayeredPricer) -> None:
     assert batch.total_nanos == 500_000 + 1_000_000
 
 
-def test_user_price_with_an_effective_date_falls_through_before_it(user_pricer: LayeredPricer) -> None:
+def test_user_price_with_an_effective_date_falls_through_before_it(user_pricer: LayeredPricer, tmp_path: Path) -> None:
     before = user_pricer.quote("openai", "o3", Usage(1_000_000, 0), at=NOW)
     after = user_pricer.quote("openai", "o3", Usage(1_000_000, 0), at=datetime(2027, 1, 1, tzinfo=timezone.utc))
     assert before.source is not None and before.source.startswith("genai-prices ")
     assert before.total_nanos == 2_000_000_000
-    assert (after.source, after.total_nanos) == ("acme contract", 1_000_000_000)
+    assert (after.source, after.total_nanos) == (f"user:{tmp_path / 'prices.yaml'} (acme contract)", 1_000_000_000)
 
 
 def test_local_model_priced_only_by_the_user(user_pricer: LayeredPricer) -> None:

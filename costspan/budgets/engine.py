@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from costspan.accounting import BudgetSnapshot, ChargeResult, ThresholdCrossing
 from costspan.budgets.config import BudgetsConfig, parse
@@ -37,7 +39,7 @@ logger = logging.getLogger("costspan")
 _EMPTY = ChargeResult()
 _EXPIRY_GRACE_S = 3600
 """Counters outlive their window by an hour, so a status read at the turn still finds them."""
-_MAX_REMEMBERED_CLAIMS = 10_000
+_MAX_REMEMBERED = 10_000
 _UNITS = {USD: "USD", REQUESTS: "requests", TOKENS: "tokens"}
 
 
@@ -48,14 +50,36 @@ class Reservation:
     taken: tuple[Increment, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
+class _Hit(NamedTuple):
     """One rule a call matched, in the window the call falls in."""
 
     rule: Rule
     window: Window
     key: str
     member: str
+    expires_at: int
+
+
+class _Slot:
+    """A rule with its current window's key prefix, recomputed only when the window turns."""
+
+    __slots__ = ("current", "rule")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.current: tuple[Window, str, int] | None = None
+
+    def hit(self, facts: CallFacts, now: float) -> _Hit | None:
+        member = self.rule.member(facts)
+        if member is None:
+            return None
+        current = self.current
+        if current is None or not current[0].start <= now < current[0].end:
+            window = self.rule.window.at(now)
+            # One tuple, assigned at once: another thread sees the old window or the new, never a mix.
+            current = self.current = (window, self.rule.prefix(window), int(window.end) + _EXPIRY_GRACE_S)
+        window, prefix, expires_at = current
+        return _Hit(self.rule, window, prefix + member, member, expires_at)
 
 
 class BudgetEngine:
@@ -68,14 +92,15 @@ class BudgetEngine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self._rules = config.rules
+        self._slots = tuple(_Slot(rule) for rule in config.rules)
         self._store = GuardedStore(store) if store is not None and config.rules else None
-        self._enforced = tuple(r for r in config.rules if r.enforce) if enforce else ()
-        self._wants_input = any(r.reserve or r.unit == TOKENS for r in self._enforced)
-        caps = [r.reserve_output_tokens for r in self._enforced if r.reserve_output_tokens is not None]
+        self._enforced = tuple(slot for slot in self._slots if slot.rule.enforce) if enforce else ()
+        self._wants_input = any(s.rule.reserve or s.rule.unit == TOKENS for s in self._enforced)
+        caps = [s.rule.reserve_output_tokens for s in self._enforced if s.rule.reserve_output_tokens is not None]
         self._output_cap = max(caps) if caps else None
         self._clock = clock
-        self._claimed: set[str] = set()
+        self._reached: dict[str, int] = {}
+        """Per counter key: how many of its thresholds this process has seen claimed."""
         self._closed = False
 
     @classmethod
@@ -110,12 +135,12 @@ class BudgetEngine:
         now = self._clock()
         hits: list[_Hit] = []
         takes: list[Take] = []
-        for rule in self._enforced:
-            hit = self._hit(rule, facts, now)
-            if hit is None:
-                continue
-            hits.append(hit)
-            takes.append(Take(hit.key, _precheck_delta(rule, facts, worst_case_nanos), rule.limit, _expiry(hit)))
+        for slot in self._enforced:
+            hit = slot.hit(facts, now)
+            if hit is not None:
+                hits.append(hit)
+                delta = _precheck_delta(hit.rule, facts, worst_case_nanos)
+                takes.append(Take(hit.key, delta, hit.rule.limit, hit.expires_at))
         if not takes:
             return None
         result = self._store.take(takes)
@@ -136,7 +161,9 @@ class BudgetEngine:
 
     # -- after the call --------------------------------------------------------------------
     def charge(self, facts: CallFacts, quote: Quote, reservation: object | None = None) -> ChargeResult:
-        if self._store is None or facts.outcome == "blocked":
+        """Add the call to every rule it matches, settle its reservation, report crossings."""
+        store = self._store
+        if store is None or facts.outcome == "blocked":
             return _EMPTY
         now = self._clock()
         amounts = {
@@ -146,63 +173,68 @@ class BudgetEngine:
         }
         hits: list[_Hit] = []
         deltas: dict[str, list[int]] = {}
-        for rule in self._rules:
-            hit = self._hit(rule, facts, now)
+        for slot in self._slots:
+            hit = slot.hit(facts, now)
             if hit is not None:
                 hits.append(hit)
-                deltas.setdefault(hit.key, [0, _expiry(hit)])[0] += amounts[rule.unit]
+                entry = deltas.get(hit.key)
+                if entry is None:
+                    deltas[hit.key] = [amounts[hit.rule.unit], hit.expires_at]
+                else:
+                    entry[0] += amounts[hit.rule.unit]
         if isinstance(reservation, Reservation):
             for taken in reservation.taken:
                 deltas.setdefault(taken.key, [0, taken.expires_at])[0] -= taken.delta
         if not deltas:
             return _EMPTY
-        keys = list(deltas)
-        index = {key: i for i, key in enumerate(keys)}
-        claims = self._claims(hits, index)
-        applied = self._store.apply([Increment(k, *deltas[k]) for k in keys], [claim for claim, _, _ in claims])
+        applied = store.apply([Increment(key, delta, expires) for key, (delta, expires) in deltas.items()])
         if applied is None:
             return _EMPTY
-        values = {key: applied.values[i] for key, i in index.items()}
-        return ChargeResult(self._most_used(hits, values), self._crossings(claims, applied.claimed, values))
+        values = dict(zip(deltas, applied, strict=True))
+        return ChargeResult(self._most_used(hits, values), self._crossings(hits, values))
 
-    def _claims(self, hits: list[_Hit], index: dict[str, int]) -> list[tuple[Claim, _Hit, float]]:
-        """Thresholds not yet known to be claimed; the store claims those the new totals reach."""
-        claims = []
+    def _crossings(self, hits: list[_Hit], values: dict[str, int]) -> tuple[ThresholdCrossing, ...]:
+        """Claim the thresholds the new totals reached that no one here has seen claimed yet.
+
+        The store decides who wins each claim; this process remembers how far each counter got so
+        the common charge, with nothing new reached, never asks."""
+        candidates: list[tuple[_Hit, int]] = []
         for hit in hits:
             if not hit.rule.alerts:
                 continue
-            for threshold in hit.rule.thresholds:
-                key = f"claim|{hit.key}|{threshold:g}"
-                if key not in self._claimed:
-                    claims.append((Claim(index[hit.key], hit.rule.level(threshold), key, _expiry(hit)), hit, threshold))
-        return claims
-
-    def _crossings(
-        self, claims: list[tuple[Claim, _Hit, float]], won: tuple[int, ...], values: dict[str, int]
-    ) -> tuple[ThresholdCrossing, ...]:
-        if len(self._claimed) > _MAX_REMEMBERED_CLAIMS:
-            self._claimed.clear()  # only a cache: a forgotten claim is refused again by the store
-        for claim, hit, _ in claims:
-            if values[hit.key] >= claim.level:
-                self._claimed.add(claim.key)
+            reached = bisect_right(hit.rule.levels, values[hit.key])
+            seen = self._reached.get(hit.key, 0)
+            candidates.extend((hit, i) for i in range(seen, reached))
+        if not candidates or self._store is None:
+            return ()
+        claims = [Claim(f"claim|{hit.key}|{hit.rule.thresholds[i]:g}", hit.expires_at) for hit, i in candidates]
+        won = self._store.claim(claims)
+        if won is None:
+            return ()  # asked again on the next charge
+        if len(self._reached) > _MAX_REMEMBERED:
+            self._reached.clear()  # only a shortcut: the store refuses a claim made twice
+        for hit, i in candidates:
+            self._reached[hit.key] = max(self._reached.get(hit.key, 0), i + 1)
         crossings = []
-        for i in won:
-            _, hit, threshold = claims[i]
+        for index in won:
+            hit, i = candidates[index]
+            threshold = hit.rule.thresholds[i]
             crossings.append(ThresholdCrossing(hit.rule.name, threshold))
             _log_crossing(hit, threshold, values[hit.key])
         return tuple(crossings)
 
     def _most_used(self, hits: list[_Hit], values: dict[str, int]) -> BudgetSnapshot | None:
-        best: BudgetSnapshot | None = None
+        best: _Hit | None = None
+        best_utilization = -1.0
         for hit in hits:
-            if hit.rule.unit != USD:
-                continue
-            used = values[hit.key]
-            utilization = used / hit.rule.limit
-            if best is None or utilization > best.utilization:
-                status = self.config.levels.status(utilization)
-                best = BudgetSnapshot(hit.rule.name, utilization, max(hit.rule.limit - used, 0), status)
-        return best
+            if hit.rule.unit == USD:
+                utilization = values[hit.key] / hit.rule.limit
+                if utilization > best_utilization:
+                    best, best_utilization = hit, utilization
+        if best is None:
+            return None
+        remaining = max(best.rule.limit - values[best.key], 0)
+        return BudgetSnapshot(best.rule.name, best_utilization, remaining, self.config.levels.status(best_utilization))
 
     # -- status and lifecycle --------------------------------------------------------------
     def status(self) -> list[BudgetStatus]:
@@ -210,14 +242,15 @@ class BudgetEngine:
         if self._store is None or self._closed:
             return []
         now = self._clock()
-        windows = [rule.window.at(now) for rule in self._rules]
-        plain = [rule.prefix(w) for rule, w in zip(self._rules, windows, strict=True) if rule.per is None]
+        rules = [slot.rule for slot in self._slots]
+        windows = [rule.window.at(now) for rule in rules]
+        plain = [rule.prefix(w) for rule, w in zip(rules, windows, strict=True) if rule.per is None]
         values = self._store.read(plain)
         error = None if values is not None else "the budget store is unreachable"
         pending = self._store.pending
         found = dict(zip(plain, values or [0] * len(plain), strict=True))
         entries = []
-        for rule, window in zip(self._rules, windows, strict=True):
+        for rule, window in zip(rules, windows, strict=True):
             prefix = rule.prefix(window)
             if rule.per is None:
                 members = {"": found[prefix]}
@@ -266,13 +299,6 @@ class BudgetEngine:
         if self._store is not None:
             self._store.close()
 
-    def _hit(self, rule: Rule, facts: CallFacts, now: float) -> _Hit | None:
-        member = rule.member(facts)
-        if member is None:
-            return None
-        window = rule.window.at(now)
-        return _Hit(rule, window, rule.prefix(window) + member, member)
-
 
 def _precheck_delta(rule: Rule, facts: CallFacts, worst_case_nanos: int | None) -> int:
     if rule.unit == REQUESTS:
@@ -280,10 +306,6 @@ def _precheck_delta(rule: Rule, facts: CallFacts, worst_case_nanos: int | None) 
     if rule.unit == TOKENS:
         return facts.usage.input_tokens
     return worst_case_nanos if rule.reserve and worst_case_nanos else 0
-
-
-def _expiry(hit: _Hit) -> int:
-    return int(hit.window.end) + _EXPIRY_GRACE_S
 
 
 def _reason(hit: _Hit, used: int) -> str:

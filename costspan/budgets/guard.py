@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from costspan.budgets.store import Applied, Claim, Increment, Store, Take, TakeResult
+from costspan.budgets.store import Claim, Increment, Store, Take, TakeResult
 
 logger = logging.getLogger("costspan")
 T = TypeVar("T")
@@ -47,20 +47,22 @@ class GuardedStore:
         """The store's answer, or None when it cannot be asked."""
         return self._call("take", lambda: self.store.take(takes))
 
-    def apply(
-        self, increments: Sequence[Increment], claims: Sequence[Claim] = (), *, force: bool = False
-    ) -> Applied | None:
+    def apply(self, increments: Sequence[Increment], *, force: bool = False) -> tuple[int, ...] | None:
         """Add (with whatever is pending); on failure keep the increments for later, return None.
 
         ``force`` tries even while backing off after a failure (a final flush)."""
         with self._lock:
             waiting = [Increment(key, delta, expires) for key, (delta, expires) in self._pending.items()]
             self._pending.clear()
-        applied = self._call("apply", lambda: self.store.apply([*increments, *waiting], claims), force=force)
-        if applied is None:
+        values = self._call("apply", lambda: self.store.apply([*increments, *waiting]), force=force)
+        if values is None:
             self._keep([*increments, *waiting])
             return None
-        return Applied(applied.values[: len(increments)], applied.claimed)
+        return values[: len(increments)]
+
+    def claim(self, claims: Sequence[Claim]) -> tuple[int, ...] | None:
+        """The claims won, or None when the store cannot be asked (they are tried again later)."""
+        return self._call("claim", lambda: self.store.claim(claims))
 
     def read(self, keys: Sequence[str]) -> list[int] | None:
         return self._call("read", lambda: self.store.read(keys))

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from costspan.budgets.store import Applied, Claim, Increment, Take, TakeResult
+from costspan.budgets.store import Claim, Increment, Take, TakeResult
 
 _PRUNE_EVERY = 60.0
 
@@ -35,20 +35,24 @@ class MemoryStore:
                 self._set(take.key, value + take.delta, take.expires_at)
             return TakeResult(-1, values)
 
-    def apply(self, increments: Sequence[Increment], claims: Sequence[Claim] = ()) -> Applied:
+    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
         with self._lock:
             values = []
             for inc in increments:
                 value = self._values.get(inc.key, 0) + inc.delta
                 self._set(inc.key, value, inc.expires_at)
                 values.append(value)
-            claimed = []
-            for index, claim in enumerate(claims):
-                if values[claim.counter] >= claim.level and claim.key not in self._claims:
-                    self._claims[claim.key] = claim.expires_at
-                    claimed.append(index)
             self._maybe_prune()
-            return Applied(tuple(values), tuple(claimed))
+            return tuple(values)
+
+    def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
+        with self._lock:
+            won = []
+            for index, claim in enumerate(claims):
+                if claim.key not in self._claims:
+                    self._claims[claim.key] = claim.expires_at
+                    won.append(index)
+            return tuple(won)
 
     def read(self, keys: Sequence[str]) -> list[int]:
         with self._lock:

@@ -1,11 +1,13 @@
 """``redis://host:port/db``: one store for a fleet, exact across hosts.
 
 Each operation is one Lua script, so it is atomic on the server and costs one round trip: the
-take checks every counter before adding to any; the apply adds and claims thresholds in the same
-step. Counters are Redis integers (INCRBY, exact); Lua compares them as doubles, exact up to
-2**53 nano-dollars (about nine million dollars per budget window). Keys expire after their
-window, so nothing needs pruning. Short socket timeouts keep a dead server from stalling calls;
-redis-py's pool notices a fork and reconnects in the child.
+take checks every counter before adding to any; the apply adds to several counters at once.
+Counters are Redis integers (INCRBY, exact); Lua compares them as doubles, exact up to 2**53
+nano-dollars (about nine million dollars per budget window). Keys expire after their
+window, so nothing needs pruning; the expiry is set when a counter is created (its new value
+equals the delta), which saves a command per counter on every charge. Short socket timeouts
+keep a dead server from stalling calls; redis-py's pool notices a fork and reconnects in the
+child.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from costspan.budgets.store import Applied, Claim, Increment, Take, TakeResult
+from costspan.budgets.store import Claim, Increment, Take, TakeResult
 
 _PREFIX = "costspan:"
 _TIMEOUT_S = 0.5
@@ -32,8 +34,7 @@ for i = 1, #KEYS do
   end
 end
 for i = 1, #KEYS do
-  if ARGV[3 * i - 2] ~= '0' then
-    redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  if ARGV[3 * i - 2] ~= '0' and redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2]) == tonumber(ARGV[3 * i - 2]) then
     redis.call('EXPIREAT', KEYS[i], ARGV[3 * i])
   end
 end
@@ -42,20 +43,25 @@ return values
 """
 
 _APPLY = """
-local n = tonumber(ARGV[1])
 local out = {}
-for i = 1, n do
-  out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i])
-  redis.call('EXPIREAT', KEYS[i], ARGV[2 * i + 1])
-end
-for j = 1, #KEYS - n do
-  local at = 2 * n + 3 * j - 1
-  if out[tonumber(ARGV[at])] >= tonumber(ARGV[at + 1]) and redis.call('SET', KEYS[n + j], '1', 'NX') then
-    redis.call('EXPIREAT', KEYS[n + j], ARGV[at + 2])
-    table.insert(out, j - 1)
+for i = 1, #KEYS do
+  out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
+  if out[i] == tonumber(ARGV[2 * i - 1]) then
+    redis.call('EXPIREAT', KEYS[i], ARGV[2 * i])
   end
 end
 return out
+"""
+
+_CLAIM = """
+local won = {}
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX') then
+    redis.call('EXPIREAT', KEYS[i], ARGV[i])
+    table.insert(won, i - 1)
+  end
+end
+return won
 """
 
 
@@ -68,6 +74,7 @@ class RedisStore:
         self._client = redis.Redis.from_url(url, socket_timeout=_TIMEOUT_S, socket_connect_timeout=_TIMEOUT_S)
         self._take = self._client.register_script(_TAKE)
         self._apply = self._client.register_script(_APPLY)
+        self._claim = self._client.register_script(_CLAIM)
 
     def take(self, takes: Sequence[Take]) -> TakeResult:
         args: list[Any] = []
@@ -76,16 +83,15 @@ class RedisStore:
         reply = self._take(keys=[_PREFIX + t.key for t in takes], args=args)
         return TakeResult(int(reply[0]) - 1, tuple(int(v) for v in reply[1:]))
 
-    def apply(self, increments: Sequence[Increment], claims: Sequence[Claim] = ()) -> Applied:
-        args: list[Any] = [len(increments)]
-        for inc in increments:
-            args.extend((inc.delta, inc.expires_at))
-        for claim in claims:
-            args.extend((claim.counter + 1, claim.level, claim.expires_at))
-        keys = [_PREFIX + i.key for i in increments] + [_PREFIX + c.key for c in claims]
-        reply = self._apply(keys=keys, args=args)
-        count = len(increments)
-        return Applied(tuple(int(v) for v in reply[:count]), tuple(int(v) for v in reply[count:]))
+    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
+        args: list[Any] = []
+        for increment in increments:
+            args.extend((increment.delta, increment.expires_at))
+        return tuple(int(v) for v in self._apply(keys=[_PREFIX + i.key for i in increments], args=args))
+
+    def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
+        reply = self._claim(keys=[_PREFIX + c.key for c in claims], args=[c.expires_at for c in claims])
+        return tuple(int(v) for v in reply)
 
     def read(self, keys: Sequence[str]) -> list[int]:
         if not keys:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from costspan.budgets.windows import Window, WindowSpec
 from costspan.usage import CallFacts
@@ -77,6 +77,14 @@ class Rule:
     reserve: bool = False
     reserve_output_tokens: int | None = None
     thresholds: tuple[float, ...] = ()
+    levels: tuple[int, ...] = field(init=False, default=())
+    """Counter values at which each threshold is reached (exact integers), ascending."""
+    alerts: bool = field(init=False, default=False)
+    """Whether crossings raise alerts: minute windows reset before anyone could act on one."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(self._level(t) for t in self.thresholds))
+        object.__setattr__(self, "alerts", bool(self.thresholds) and self.window.kind != "minute")
 
     def member(self, facts: CallFacts) -> str | None:
         """The counter this call feeds within the rule, or None when the rule does not apply.
@@ -94,12 +102,7 @@ class Rule:
         """Every counter key of this rule in ``window`` starts with this (members follow it)."""
         return f"{self.kind}|{self.name}|{self.unit}|{window.id}|"
 
-    def level(self, threshold: float) -> int:
+    def _level(self, threshold: float) -> int:
         """The counter value at which ``threshold`` (a fraction of the limit) is reached, exactly."""
         millionths = round(threshold * 1_000_000)
         return max(1, -(-self.limit * millionths // 1_000_000))
-
-    @property
-    def alerts(self) -> bool:
-        """Minute windows reset before anyone could act on an alert, so they raise none."""
-        return bool(self.thresholds) and self.window.kind != "minute"

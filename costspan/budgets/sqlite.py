@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from costspan.budgets.store import Applied, Claim, Increment, Take, TakeResult
+from costspan.budgets.store import Claim, Increment, Take, TakeResult
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS budget_counters "
@@ -69,17 +69,15 @@ class SqliteStore:
                     conn.execute(_ADD, (take.key, take.delta, take.expires_at)).fetchone()
             return TakeResult(-1, values)
 
-    def apply(self, increments: Sequence[Increment], claims: Sequence[Claim] = ()) -> Applied:
+    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
         with self._transaction() as conn:
-            values = tuple(int(conn.execute(_ADD, (i.key, i.delta, i.expires_at)).fetchone()[0]) for i in increments)
-            claimed = tuple(
-                index
-                for index, claim in enumerate(claims)
-                if values[claim.counter] >= claim.level
-                and conn.execute(_CLAIM, (claim.key, claim.expires_at)).rowcount == 1
-            )
+            values = tuple(int(conn.execute(_ADD, increment).fetchone()[0]) for increment in increments)
             self._maybe_prune(conn)
-            return Applied(values, claimed)
+            return values
+
+    def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
+        with self._transaction() as conn:
+            return tuple(index for index, claim in enumerate(claims) if conn.execute(_CLAIM, claim).rowcount == 1)
 
     def read(self, keys: Sequence[str]) -> list[int]:
         with self._lock:

@@ -1,12 +1,14 @@
 """The budget store: integer counters and one-time claims, shared by every process that counts.
 
-Three operations carry all the semantics, each atomic in every backend, so the engine never
+Four operations carry all the semantics, each atomic in every backend, so the engine never
 reads a value and writes it back (that loses increments and over-admits under concurrency):
 
 * :meth:`Store.take` checks a set of counters against their limits and, only if all pass,
   adds to them: the pre-call check (request quotas, reservations).
-* :meth:`Store.apply` adds to counters and claims the alert thresholds their new values reach:
-  a charge. A claim succeeds for exactly one caller per window, whichever process it runs in.
+* :meth:`Store.apply` adds to counters and returns their new values: a charge.
+* :meth:`Store.claim` claims the alert thresholds those values reached: a claim is won by
+  exactly one caller, whichever process it runs in. It is a separate step because it is rare
+  (a few times per window), so the common charge stays one small operation.
 * :meth:`Store.read` / :meth:`Store.scan` read values for status and metrics.
 
 Counter keys carry their window, so a window reset is a new key and old keys just expire.
@@ -15,14 +17,12 @@ Counter keys carry their window, so a window reset is a new key and old keys jus
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from costspan.errors import ConfigError
 
 
-@dataclass(frozen=True, slots=True)
-class Take:
+class Take(NamedTuple):
     key: str
     delta: int
     limit: int
@@ -30,41 +30,26 @@ class Take:
     """Epoch seconds after which the counter may be dropped."""
 
     def refuses(self, current: int) -> bool:
-        """At the limit already, or this delta would carry it over."""
+        """At the limit already, or this delta would carry the counter over it."""
         return current >= self.limit or current + self.delta > self.limit
 
 
-@dataclass(frozen=True, slots=True)
-class TakeResult:
+class TakeResult(NamedTuple):
     refused: int
     """Index of the first take that failed (nothing was added), or -1 when all were added."""
     values: tuple[int, ...]
     """Each counter's value before the take."""
 
 
-@dataclass(frozen=True, slots=True)
-class Increment:
+class Increment(NamedTuple):
     key: str
     delta: int
     expires_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    counter: int
-    """Index of the increment whose new value is tested."""
-    level: int
-    """Claimed only when that value is at least this."""
+class Claim(NamedTuple):
     key: str
     expires_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    values: tuple[int, ...]
-    """Each counter's value after the increments."""
-    claimed: tuple[int, ...]
-    """Indices of the claims this call won."""
 
 
 class Store(Protocol):
@@ -72,7 +57,13 @@ class Store(Protocol):
 
     def take(self, takes: Sequence[Take]) -> TakeResult: ...
 
-    def apply(self, increments: Sequence[Increment], claims: Sequence[Claim] = ()) -> Applied: ...
+    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
+        """Add the deltas; each counter's new value."""
+        ...
+
+    def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
+        """Indices of the claims this caller won (each key is won once, by one caller)."""
+        ...
 
     def read(self, keys: Sequence[str]) -> list[int]: ...
 

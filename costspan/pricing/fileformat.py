@@ -73,12 +73,17 @@ def read_document(path: Path) -> object:
         raise ConfigError(where, spot, f"malformed YAML: {getattr(exc, 'problem', exc)}") from exc
 
 
-def load_table(path: Path, default_source: str) -> PriceTable:
-    return parse_table(read_document(path), str(path), default_source)
+def load_table(path: Path, default_source: str, *, label_is_origin: bool = True) -> PriceTable:
+    return parse_table(read_document(path), str(path), default_source, label_is_origin=label_is_origin)
 
 
-def parse_table(data: object, origin: str, default_source: str) -> PriceTable:
-    """A validated table; ``origin`` (the file) names every error, ``default_source`` labels prices."""
+def parse_table(data: object, origin: str, default_source: str, *, label_is_origin: bool = True) -> PriceTable:
+    """A validated table; ``origin`` (the file) names every error, ``default_source`` labels prices.
+
+    A file's own ``source`` label replaces ``default_source`` for files costspan wrote (imports,
+    the snapshot: ``label_is_origin``); a user's label is kept beside the file's path, so a price
+    always says which file it came from.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(origin, "(top level)", "expected a mapping with a 'models' list")
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -86,9 +91,10 @@ def parse_table(data: object, origin: str, default_source: str) -> PriceTable:
         raise ConfigError(origin, unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
     if data.get("format", FORMAT) != FORMAT:
         raise ConfigError(origin, "format", f"unsupported format {data['format']!r} (expected {FORMAT})")
-    source = data.get("source", default_source)
-    if not isinstance(source, str) or not source:
-        raise ConfigError(origin, "source", f"expected a non-empty label, got {source!r}")
+    label = data.get("source", default_source)
+    if not isinstance(label, str) or not label:
+        raise ConfigError(origin, "source", f"expected a non-empty label, got {label!r}")
+    source = label if label_is_origin or label == default_source else f"{default_source} ({label})"
     models = data.get("models")
     if not isinstance(models, list):
         raise ConfigError(origin, "models", f"expected a list of entries, got {type(models).__name__}")

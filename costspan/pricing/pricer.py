@@ -31,7 +31,7 @@ from costspan.pricing.model import PricedModel
 from costspan.pricing.names import RESELLERS, candidates, canonical_provider, vendor
 from costspan.pricing.rates import charge
 from costspan.pricing.table import PriceTable
-from costspan.providers import LOCAL_PROVIDERS, is_local_host
+from costspan.providers import LOCAL_PROVIDERS
 from costspan.settings import Settings
 from costspan.usage import Usage
 
@@ -39,6 +39,8 @@ logger = logging.getLogger("costspan")
 
 SNAPSHOT_PATH = Path(__file__).parent / "data" / "litellm_snapshot.json"
 _MEMO_LIMIT = 20_000
+# Only for entries that always have a price in effect, so never returned; Resolution needs one.
+_NOT_IN_EFFECT = Quote(UNPRICED, reason="no price in effect at the call's time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,8 @@ class LayeredPricer:
         self.snapshot = snapshot
         self.aliases = dict(aliases or {})
         self._tables = (*self.user, *self.imported, *((snapshot,) if snapshot else ()))
-        self._memo: dict[tuple[str, str, bool], Resolution] = {}
+        self._memo: dict[tuple[str, str, str | None], Resolution] = {}
+        self._failed: set[tuple[str, str]] = set()
 
     # -- the hot path ----------------------------------------------------------------------
     def quote(
@@ -82,7 +85,7 @@ class LayeredPricer:
         server_address: str | None = None,
     ) -> Quote:
         try:
-            memo_key = (provider, model, server_address is not None)
+            memo_key = (provider, model, server_address)
             resolution = self._memo.get(memo_key)
             if resolution is None:
                 resolution = self._remember(memo_key, self.resolve(provider, model, server_address))
@@ -95,10 +98,12 @@ class LayeredPricer:
                     )
             return resolution.otherwise
         except Exception:
-            logger.exception("costspan: could not price %s/%s; recorded as unpriced", provider, model)
+            if (provider, model) not in self._failed:
+                self._failed.add((provider, model))
+                logger.exception("costspan: could not price %s/%s; its calls are recorded as unpriced", provider, model)
             return Quote(UNPRICED, reason="internal pricing error (logged)")
 
-    def _remember(self, memo_key: tuple[str, str, bool], resolution: Resolution) -> Resolution:
+    def _remember(self, memo_key: tuple[str, str, str | None], resolution: Resolution) -> Resolution:
         if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
         self._memo[memo_key] = resolution
@@ -114,14 +119,15 @@ class LayeredPricer:
             found = self._chain(self._matches(name, wanted, catalogs=False, imported=False))
             return Resolution(found, Quote(FREE, key=f"{name}/{model}", source="local", reason="local model server"))
         found = self._chain(self._matches(name, wanted, catalogs=not cloud))
-        if cloud:
+        if found and not found[-1].date_limited:
+            return Resolution(found, _NOT_IN_EFFECT)
+        if found:
+            reason = f"{found[-1].key} has no price before its first effective date"
+        elif cloud:
             reason = f"Ollama cloud model {model!r} has no price; add one to a file in pricing.files"
         else:
             reason = f"no price for model {model!r} of provider {provider!r} in {self._searched()}"
-        if found:
-            reason = f"{found[-1].key} has no price before its first effective date"
-        if not found or found[-1].date_limited:
-            logger.warning("costspan: %s; such calls are recorded as unpriced", reason)
+        logger.warning("costspan: %s; such calls are recorded as unpriced", reason)
         return Resolution(found, Quote(UNPRICED, reason=reason))
 
     def _matches(
@@ -148,12 +154,12 @@ class LayeredPricer:
     @staticmethod
     def _chain(matches: Iterator[PricedModel]) -> tuple[PricedModel, ...]:
         """Entries up to the first that prices every date (date-limited user prices fall through)."""
-        chain: list[PricedModel] = []
+        chain: dict[tuple[str, str], PricedModel] = {}
         for found in matches:
-            chain.append(found)
+            chain.setdefault((found.source, found.key), found)
             if not found.date_limited:
                 break
-        return tuple(chain)
+        return tuple(chain.values())
 
     def _knows(self, provider: str) -> bool:
         if self.genai is not None and self.genai.knows(provider):
@@ -172,10 +178,9 @@ class LayeredPricer:
 
 def _ollama_cloud(model: str, server_address: str | None) -> bool:
     """Ollama's cloud models are billed: ``gpt-oss:120b-cloud`` through the local daemon, or any
-    model called on ollama.com directly."""
-    lowered = model.strip().lower()
-    remote = server_address is not None and not is_local_host(server_address)
-    return lowered.endswith(("-cloud", ":cloud")) or remote
+    model called on ollama.com directly. A self-hosted Ollama elsewhere on the network is not."""
+    host = (server_address or "").strip().lower().rstrip(".")
+    return model.strip().lower().endswith(("-cloud", ":cloud")) or host == "ollama.com" or host.endswith(".ollama.com")
 
 
 def imported_tables(directory: Path) -> list[PriceTable]:
@@ -189,7 +194,7 @@ def imported_tables(directory: Path) -> list[PriceTable]:
 def build(config: PricingConfig) -> LayeredPricer:
     """A pricer from already parsed settings; raises ConfigError naming any bad file."""
     return LayeredPricer(
-        user=[load_table(path, f"user:{path}") for path in config.files],
+        user=[load_table(path, f"user:{path}", label_is_origin=False) for path in config.files],
         genai=GenaiCatalog.load(),
         imported=imported_tables(config.import_dir),
         snapshot=load_table(SNAPSHOT_PATH, "litellm-snapshot") if config.snapshot and SNAPSHOT_PATH.exists() else None,

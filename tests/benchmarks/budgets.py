@@ -58,6 +58,20 @@ def per_call_us(engine: BudgetEngine, calls: int) -> tuple[float, float]:
     return both, alone
 
 
+def redis_round_trip_us(url: str, calls: int) -> float:
+    """One bare loopback round trip with the same client (a PING), to compare the charge with."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.ping()
+    started = time.perf_counter()
+    for _ in range(calls):
+        client.ping()
+    elapsed = (time.perf_counter() - started) / calls * 1e6
+    client.close()
+    return elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
@@ -73,16 +87,19 @@ def main() -> int:
             "redis": engine_for(f"redis://127.0.0.1:{port}/0", directory),
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+        pings: list[float] = []
         for name, engine in engines.items():
             per_call_us(engine, 200)  # warm up: connections, schema, Lua scripts
         for _ in range(args.rounds):
             for name, engine in engines.items():
                 results[name].append(per_call_us(engine, args.calls))
+            pings.append(redis_round_trip_us(f"redis://127.0.0.1:{port}/0", args.calls))
         print(f"{'store':8s} {'precheck+charge':>16s} {'charge':>10s}   (median of {args.rounds} x {args.calls} calls)")
         for name, samples in results.items():
             both = statistics.median(s[0] for s in samples)
             alone = statistics.median(s[1] for s in samples)
             print(f"{name:8s} {both:13.1f} us {alone:7.1f} us")
+        print(f"(one bare Redis PING round trip with redis-py: {statistics.median(pings):.1f} us)")
         for engine in engines.values():
             engine.close()
     finally:
