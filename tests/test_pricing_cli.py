@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from costspan.cli import main as cli
+from costspan.currency import configured as display_currency
 from costspan.errors import ConfigError
-from costspan.pricing.currency import display_currency
 from costspan.settings import Settings
 
 Run = Callable[..., tuple[int, str, str]]

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from costspan import currency as currency_module
 from costspan.ledger import cli_common, moneyfmt
 from costspan.ledger.advise import Advice, advise
 
@@ -28,7 +29,7 @@ def register(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     try:
         settings = cli_common.settings_for(args)
-        currency = moneyfmt.from_settings(settings, args.currency)
+        currency = currency_module.requested(settings, args.currency)
         filters = cli_common.filters_for(args, settings)
         conn = cli_common.open_ledger(args, settings)
     except cli_common.UsageError as exc:
@@ -46,7 +47,7 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(result: Advice, currency: moneyfmt.Currency, console: Console) -> None:
+def render(result: Advice, currency: currency_module.Currency, console: Console) -> None:
     money = currency.format
     console.print("[bold]Cheaper models[/bold] (same provider, same token mix, list prices)")
     if not result.models:

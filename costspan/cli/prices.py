@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from costspan.currency import configured as display_currency
 from costspan.pricing import describe
 from costspan.pricing.config import pricing_config
-from costspan.pricing.currency import display_currency
 from costspan.pricing.importer import import_file
 from costspan.pricing.names import canonical_provider, vendor
 from costspan.pricing.pricer import LayeredPricer, build

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from costspan.ledger import cli_common, moneyfmt
+from costspan import currency as currency_module
+from costspan.ledger import cli_common
 from costspan.ledger import report as report_module
 from costspan.ledger.query import DIMENSIONS
 
@@ -50,7 +51,7 @@ def handler(args: argparse.Namespace) -> int:
         if args.top < 1:
             raise cli_common.UsageError("--top must be at least 1")
         by = parse_by(args.by)
-        currency = moneyfmt.from_settings(settings, args.currency)
+        currency = currency_module.requested(settings, args.currency)
         filters = cli_common.filters_for(args, settings)
         conn = cli_common.open_ledger(args, settings)
     except cli_common.UsageError as exc:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from costspan.ledger.moneyfmt import Currency, usd_string
+from costspan.currency import Currency
+from costspan.ledger.moneyfmt import usd_string
 from costspan.ledger.query import Agg
 from costspan.ledger.report import Report
 

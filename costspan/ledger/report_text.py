@@ -7,7 +7,8 @@ from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from costspan.ledger.moneyfmt import Currency, tokens
+from costspan.currency import Currency
+from costspan.ledger.moneyfmt import tokens
 from costspan.ledger.query import Agg
 from costspan.ledger.report import Report, since_label
 
