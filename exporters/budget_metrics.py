@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from costspan.budgets import BudgetEngine, BudgetStatus
 from costspan.money import nanos_to_float
 
+_Observer = Callable[[CallbackOptions], Iterable[Observation]]
 _OTLP_MAX_AGE_S = 1.0
 """One store read serves all the OTLP gauges of one collection (each has its own callback)."""
 
@@ -159,10 +160,7 @@ def register_otlp(meter: Meter | None = None) -> None:
     meter.create_observable_gauge("costspan.quota.limit", [_observer("quota", lambda s: s.limit)], unit="{count}")
 
 
-Observer = Callable[[CallbackOptions], Iterable[Observation]]
-
-
-def _observer(kind: str, value: Callable[[BudgetStatus], float | None]) -> Observer:
+def _observer(kind: str, value: Callable[[BudgetStatus], float | None]) -> _Observer:
     def observe(options: CallbackOptions) -> Iterable[Observation]:
         for entry in _current.statuses(_OTLP_MAX_AGE_S):
             if entry.kind != kind:

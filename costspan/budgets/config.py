@@ -88,7 +88,8 @@ def parse(settings: Settings) -> BudgetsConfig:
                 raise ConfigError(source, f"{section}[{index}]", "expected a mapping")
             built = build(_Where(source, section, index, entry), entry, settings.timezone, thresholds)
             if built[0].name in names:
-                raise ConfigError(source, f"{section}.{built[0].name}.name", "duplicate name (budgets and quotas too)")
+                problem = "duplicate name: every budget and quota needs its own"
+                raise ConfigError(source, f"{section}.{built[0].name}.name", problem)
             names.add(built[0].name)
             rules.extend(built)
     fail_closed = settings.section("fail_closed")

@@ -1,15 +1,16 @@
 """BudgetEngine: the pre-call check and the charge, over whichever store the settings name.
 
 The instrumentation asks :meth:`BudgetEngine.precheck` before a request leaves (it may refuse);
-the span processor calls :meth:`BudgetEngine.charge` when the call ends. Both are one atomic
+the span processor calls :meth:`BudgetEngine.charge` when the call ends. Each is one atomic
 store operation (one transaction, or one Redis round trip), which is what keeps quotas exact
 when many threads, processes or hosts share them:
 
 * precheck *takes*: it checks every enforced limit the call matches and, only if all pass,
   counts the request (and reserves the worst-case cost or the estimated input tokens);
-* charge *applies*: it adds the real cost and tokens, gives back what precheck reserved, and
-  claims each alert threshold the new totals reach. A claim is won once per window in the whole
-  store, so each crossing produces one span event and one log record however many processes run.
+* charge *applies*: it adds the real cost and tokens and gives back what precheck reserved, in
+  one step. When the new totals reach an alert threshold (a few times per window), a second step
+  claims it; a claim is won once in the whole store, so each crossing produces one span event
+  and one log record however many processes run.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import NamedTuple
 from costspan.accounting import BudgetSnapshot, ChargeResult, ThresholdCrossing
 from costspan.budgets.config import BudgetsConfig, parse
 from costspan.budgets.guard import GuardedStore
-from costspan.budgets.rules import REQUESTS, TOKENS, USD, Rule
-from costspan.budgets.status import BudgetStatus, project
+from costspan.budgets.rules import REQUESTS, TOKENS, UNIT_NAMES, USD, Rule
+from costspan.budgets.status import BudgetStatus
 from costspan.budgets.store import Claim, Increment, Store, Take, open_store
 from costspan.budgets.windows import Window
 from costspan.errors import BudgetExceededError
@@ -40,7 +41,6 @@ _EMPTY = ChargeResult()
 _EXPIRY_GRACE_S = 3600
 """Counters outlive their window by an hour, so a status read at the turn still finds them."""
 _MAX_REMEMBERED = 10_000
-_UNITS = {USD: "USD", REQUESTS: "requests", TOKENS: "tokens"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,30 +262,8 @@ class BudgetEngine:
                 if key.startswith(prefix):
                     member = key[len(prefix) :]
                     members[member] = members.get(member, 0) + delta
-            entries.append(self._entry(rule, window, members, now, error))
+            entries.append(BudgetStatus.of(rule, window, members, now, self.config.levels, error))
         return entries
-
-    def _entry(
-        self, rule: Rule, window: Window, members: dict[str, int], now: float, error: str | None
-    ) -> BudgetStatus:
-        member, used = max(members.items(), key=lambda item: item[1], default=("", 0))
-        utilization = used / rule.limit
-        return BudgetStatus(
-            name=rule.name,
-            kind=rule.kind,
-            unit=_UNITS[rule.unit],
-            window=rule.window.kind,
-            limit=rule.limit,
-            used=used,
-            utilization=utilization,
-            status=self.config.levels.status(utilization),
-            resets_at=window.resets_at(),
-            projection=project(used, rule.limit, window, now),
-            enforce=rule.enforce,
-            member=member if rule.per is not None and members else None,
-            members=len(members) if rule.per is not None else 0,
-            error=error,
-        )
 
     def flush(self) -> None:
         """Send spend kept while the store was unreachable (nothing else is ever deferred)."""
@@ -325,7 +303,7 @@ def _refusal(hit: _Hit, used: int, reason: str) -> BudgetExceededError:
         nanos_to_usd(used) if money else Decimal(used),
         hit.window.resets_at(),
         kind=rule.kind,
-        unit=_UNITS[rule.unit],
+        unit=UNIT_NAMES[rule.unit],
         reason=reason,
     )
 
@@ -340,7 +318,7 @@ def _log_crossing(hit: _Hit, threshold: float, used: int) -> None:
         f" ({rule.per} {hit.member})" if rule.per else "",
         threshold * 100,
         hit.window.kind,
-        _UNITS[rule.unit],
+        UNIT_NAMES[rule.unit],
         shown,
         hit.window.resets_at().isoformat(),
     )

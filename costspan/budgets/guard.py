@@ -27,7 +27,6 @@ class GuardedStore:
         self.store = store
         self.on_error = on_error
         """Called with the backend name on every failed attempt (the ``costspan_store_errors_total`` counter)."""
-        self.errors = 0
         self._pending: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self._retry_at = 0.0
@@ -51,9 +50,7 @@ class GuardedStore:
         """Add (with whatever is pending); on failure keep the increments for later, return None.
 
         ``force`` tries even while backing off after a failure (a final flush)."""
-        with self._lock:
-            waiting = [Increment(key, delta, expires) for key, (delta, expires) in self._pending.items()]
-            self._pending.clear()
+        waiting = self._drain() if self._pending else []
         values = self._call("apply", lambda: self.store.apply([*increments, *waiting]), force=force)
         if values is None:
             self._keep([*increments, *waiting])
@@ -86,6 +83,12 @@ class GuardedStore:
         except Exception:
             logger.debug("costspan: closing the budget store failed", exc_info=True)
 
+    def _drain(self) -> list[Increment]:
+        with self._lock:
+            waiting = [Increment(key, delta, expires) for key, (delta, expires) in self._pending.items()]
+            self._pending.clear()
+        return waiting
+
     def _keep(self, increments: Sequence[Increment]) -> None:
         with self._lock:
             for inc in increments:
@@ -101,7 +104,6 @@ class GuardedStore:
             return run()
         except Exception as exc:
             self._retry_at = now + _RETRY_AFTER_S
-            self.errors += 1
             if self.on_error is not None:
                 self.on_error(self.backend)
             if now - self._logged_at >= _LOG_EVERY_S:

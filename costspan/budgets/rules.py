@@ -18,6 +18,8 @@ from costspan.usage import CallFacts
 MATCH_KEYS = ("project", "provider", "model", "user", "feature")
 PER_KEYS = ("user", "project", "feature", "model", "provider")
 USD, REQUESTS, TOKENS = "usd", "requests", "tokens"
+UNIT_NAMES = {USD: "USD", REQUESTS: "requests", TOKENS: "tokens"}
+"""How each unit is named to people (errors, status, metric labels)."""
 
 
 def _value(facts: CallFacts, key: str) -> str | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from costspan.budgets.config import Levels
+from costspan.budgets.rules import UNIT_NAMES, Rule
 from costspan.budgets.windows import Window
 from costspan.money import nanos_to_float
 
@@ -59,6 +61,31 @@ class BudgetStatus:
     members: int = 0
     error: str | None = None
     """Set when the store could not be read: the figures are then only what this process knows."""
+
+    @classmethod
+    def of(
+        cls, rule: Rule, window: Window, members: dict[str, int], now: float, levels: Levels, error: str | None
+    ) -> BudgetStatus:
+        """A rule's status from its counters in ``window`` (one per member; a ``per`` rule shows
+        its most used member, since listing every user would not fit a status line)."""
+        member, used = max(members.items(), key=lambda item: item[1], default=("", 0))
+        utilization = used / rule.limit
+        return cls(
+            name=rule.name,
+            kind=rule.kind,
+            unit=UNIT_NAMES[rule.unit],
+            window=rule.window.kind,
+            limit=rule.limit,
+            used=used,
+            utilization=utilization,
+            status=levels.status(utilization),
+            resets_at=window.resets_at(),
+            projection=project(used, rule.limit, window, now),
+            enforce=rule.enforce,
+            member=member if rule.per is not None and members else None,
+            members=len(members) if rule.per is not None else 0,
+            error=error,
+        )
 
     @property
     def is_money(self) -> bool:

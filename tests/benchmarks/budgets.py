@@ -88,7 +88,7 @@ def main() -> int:
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
         pings: list[float] = []
-        for name, engine in engines.items():
+        for engine in engines.values():
             per_call_us(engine, 200)  # warm up: connections, schema, Lua scripts
         for _ in range(args.rounds):
             for name, engine in engines.items():
