@@ -49,7 +49,9 @@ class Endpoint:
     """A model server on this machine: its calls cost nothing unless the user prices them."""
 
 
+@lru_cache(maxsize=1024)
 def is_local_host(host: str | None) -> bool:
+    """Memoised: asked on every span end, and a service talks to a handful of hosts."""
     if not host:
         return False
     if host in ("localhost", "host.docker.internal") or host.endswith(".localhost"):

@@ -7,9 +7,11 @@ them. User ids never become labels; every other label goes through a :class:`Lab
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from costspan.exporters.labels import LabelLimiter
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from costspan.accounting import Accounted
 from costspan.money import nanos_to_float
@@ -35,6 +37,7 @@ class PrometheusMetrics:
             registry=registry,
         )
         self.limit = limiter or LabelLimiter(on_fold=lambda label: self.folded.labels(label).inc())
+        self._children: dict[tuple[object, ...], Any] = {}
         self.cost = Counter(
             "costspan_cost_usd",
             "Cost of LLM calls in US dollars.",
@@ -88,8 +91,9 @@ class PrometheusMetrics:
         model = limit("model", facts.model)
         operation = limit("operation", facts.operation)
         if facts.outcome != "blocked":
-            self.cost.labels(
-                provider, model, operation, limit("project", facts.project), limit("feature", facts.feature)
+            child = self._child
+            child(
+                self.cost, provider, model, operation, limit("project", facts.project), limit("feature", facts.feature)
             ).inc(nanos_to_float(quote.total_nanos))
             usage = facts.usage
             for token_type, count in zip(
@@ -104,15 +108,24 @@ class PrometheusMetrics:
                 strict=True,
             ):
                 if count:
-                    self.tokens.labels(provider, model, token_type).inc(count)
+                    child(self.tokens, provider, model, token_type).inc(count)
             if facts.duration_s is not None:
-                self.duration.labels(provider, model, operation).observe(facts.duration_s)
+                child(self.duration, provider, model, operation).observe(facts.duration_s)
             if facts.time_to_first_chunk_s is not None:
-                self.ttfc.labels(provider, model, operation).observe(facts.time_to_first_chunk_s)
+                child(self.ttfc, provider, model, operation).observe(facts.time_to_first_chunk_s)
             if quote.status == UNPRICED:
-                self.unpriced.labels(provider, model).inc()
+                child(self.unpriced, provider, model).inc()
         error_type = limit("error_type", facts.error_type) if facts.error_type else ""
-        self.requests.labels(provider, model, operation, facts.outcome, error_type).inc()
+        self._child(self.requests, provider, model, operation, facts.outcome, error_type).inc()
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """The labelled child, cached: ``labels()`` validates and locks on every call. Bounded by the
+        label caps, like the series themselves."""
+        key = (id(metric), *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def record_estimation_error(self, provider: str, model: str, ratio: float) -> None:
         self.estimation_error.labels(self.limit("provider", provider), self.limit("model", model)).observe(ratio)
