@@ -45,6 +45,8 @@ class Runtime:
     service_name: str = "unknown_service"
     reservations: dict[int, object] = field(default_factory=dict)
     prompt_salt: bytes | None = None
+    meter_provider: Any = None
+    """Flushed first on close, while the budget store can still answer the gauges' callbacks."""
     """Set when ``ledger.prompt_hashes`` is on: instrumentors then hash each request's messages."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _errors_logged: set[str] = field(default_factory=set)
@@ -139,11 +141,25 @@ class Runtime:
             if self._closed:
                 return
             self._closed = True
+        self._flush_metrics()
         for closer in reversed(self._closers):
             try:
                 closer()
             except Exception:
                 self.log_once("close")
+
+    def _flush_metrics(self) -> None:
+        """Export the last OTLP figures now: the SDK's own exit hook runs after ours (atexit is
+        last-in, first-out), when the budget store behind the observable gauges is closed."""
+        from opentelemetry import metrics
+
+        provider = self.meter_provider or metrics.get_meter_provider()
+        flush = getattr(provider, "force_flush", None)
+        if callable(flush):
+            try:
+                flush(timeout_millis=5000)
+            except Exception:
+                self.log_once("metrics flush")
 
 
 _runtime: Runtime | None = None
@@ -238,7 +254,9 @@ def build(
     from costspan.exporters.otlp_metrics import OtlpMetrics
     from costspan.pricing.pricer import build_pricer
 
-    runtime = Runtime(settings=settings, pricer=build_pricer(settings), service_name=_service_name())
+    runtime = Runtime(
+        settings=settings, pricer=build_pricer(settings), service_name=_service_name(), meter_provider=meter_provider
+    )
     if registry is not None:
         from costspan.exporters.prometheus import PrometheusMetrics
 

@@ -107,6 +107,22 @@ def console_spans(stdout: str) -> list[dict[str, Any]]:
     return spans
 
 
+def latest_points(receiver: OtlpReceiver, name: str) -> list[tuple[Any, Any]]:
+    """The points of the last export that carried ``name`` (cumulative: later exports repeat earlier sums)."""
+    found: list[tuple[Any, Any]] = []
+    for request in list(receiver.metrics):
+        points = [
+            (metric, point)
+            for rm in request.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == name
+            for point in getattr(metric, metric.WhichOneof("data")).data_points
+        ]
+        found = points or found
+    return found
+
+
 def attribute_pairs(point: Any) -> set[tuple[str, str]]:
     return {(a.key, a.value.string_value) for a in point.attributes}
 
@@ -150,11 +166,15 @@ def test_counted_when_the_sampler_drops_every_span(standin: ProviderServer, tmp_
 
 
 def test_otlp_metrics_reach_a_collector(standin: ProviderServer, tmp_path: Path) -> None:
+    """A short-lived process: everything, budget gauges included, arrives in the export at exit."""
+    config = tmp_path / "costspan.yaml"
+    config.write_text("budgets:\n  - name: team-daily\n    limit_usd: 10\n    window: day\n")
     with OtlpReceiver() as receiver:
         process, _ = launch(
             standin,
             tmp_path,
             linger=0,
+            COSTSPAN_CONFIG=str(config),
             OTEL_METRICS_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=f"{receiver.endpoint}/v1/metrics",
@@ -162,12 +182,15 @@ def test_otlp_metrics_reach_a_collector(standin: ProviderServer, tmp_path: Path)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
 
-        usage = list(receiver.metric_points("gen_ai.client.token.usage"))
-        cost = list(receiver.metric_points("costspan.cost.usd"))
+        usage = latest_points(receiver, "gen_ai.client.token.usage")
+        cost = latest_points(receiver, "costspan.cost.usd")
+        budget_spend = latest_points(receiver, "costspan.budget.spend_usd")
     assert usage, "no gen_ai.client.token.usage points were exported"
     input_points = [p for _, p in usage if ("gen_ai.token.type", "input") in attribute_pairs(p)]
     assert sum(p.sum for p in input_points) == CALLS * 120
     assert sum(p.as_double for _, p in cost) > 0
+    assert budget_spend, "the budget gauges were not exported before the process exited"
+    assert budget_spend[-1][1].as_double == pytest.approx(sum(p.as_double for _, p in cost), rel=1e-6)
 
 
 def test_real_prometheus_scrapes_the_application(standin: ProviderServer, tmp_path: Path) -> None:
