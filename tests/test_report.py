@@ -200,9 +200,14 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path, capsys: pytest
     now_us = to_us(datetime.now(UTC))
     synthetic.fill(schema.connect(ledger), synthetic.rows(5000, now_us - 20 * 86_400_000_000, now_us))
     html = tmp_path / "report.html"
-    code, _ = run(report_cli, capsys, "report", "--ledger", str(ledger), "--since", "21d", "--html", str(html))
+    code, _ = run(
+        report_cli, capsys, "report", "--ledger", str(ledger), "--since", "21d", "--by", "user", "--html", str(html)
+    )
     assert code == 0
     text = html.read_text()
+    assert "nothing to show" not in text  # every chart has data, whatever --by asked for
+    model_chart = text.split("<h2>Cost by model</h2>", 1)[1].split("</div>", 1)[0]
+    assert model_chart.count("<rect") >= 3
     assert "<script" not in text and "http://" not in text and "https://" not in text  # self-contained
     assert "Daily cost by provider" in text and "Top users" in text and "Budget utilization" in text
     shot = tmp_path / "report.png"

@@ -59,6 +59,8 @@ class Report:
     day_provider: dict[str, dict[str, int]]
     """Cost nanos by day label, then provider (the stacked chart)."""
     top_users: list[tuple[str, Agg]]
+    models: list[tuple[str, Agg]]
+    """Cost by model, most expensive first, whatever ``--by`` asked (the HTML chart)."""
     projection: Projection | None
     generated_at: datetime
     budgets: list[dict[str, object]] = field(default_factory=list)
@@ -111,11 +113,14 @@ def build(
         tables.append(_cut(dims, rows, top if "day" not in dims and "hour" not in dims else None))
 
     users = top_users(conn, filters, top)
+    models = [(key[0], agg) for key, agg in _fold(cube, ("model",))]
 
     previous = totals(conn, filters.with_period(period.previous()))
     p95 = latency_percentile(conn, filters, 0.95, total.duration_count)
     projection = _projection(conn, filters, tz, now, by_day)
-    return Report(tz, period, filters, total, p95, previous, tables, days, day_provider, users, projection, now)
+    return Report(
+        tz, period, filters, total, p95, previous, tables, days, day_provider, users, models, projection, now
+    )
 
 
 def _fold(cube: list[tuple[tuple[object, ...], Agg]], dims: tuple[str, ...]) -> list[tuple[tuple[str, ...], Agg]]:

@@ -108,9 +108,7 @@ def hbars(items: list[tuple[str, int, str]], *, width: int = 520, colour: str = 
 
 
 def _model_bars(report: Report, currency: Currency) -> str:
-    table = next((t for t in report.tables if t.dimensions == ("model",)), None)
-    rows = table.rows if table else []
-    return hbars([(k[0], a.cost_nanos, currency.format(a.cost_nanos)) for k, a in rows[:12]])
+    return hbars([(model, a.cost_nanos, currency.format(a.cost_nanos)) for model, a in report.models[:12]])
 
 
 def _budget_bars(report: Report) -> str:
