@@ -122,6 +122,7 @@ def test_status_command_prints_json_and_a_table(
 ) -> None:
     yaml_text = (
         "budgets:\n  - {name: team, limit_usd: 1, window: month, enforce: true}\n"
+        "currency: {code: EUR, per_usd: 0.9}\n"
         "quotas:\n  - {name: groq, requests_per_minute: 30, requests_per_day: 1000}\n"
     )
     store = f"sqlite:///{tmp_path / 'budgets.db'}"
@@ -145,6 +146,9 @@ def test_status_command_prints_json_and_a_table(
     assert cli_main.main(["status"]) == 0
     table = capsys.readouterr().out
     assert "team" in table and "critical" in table and "$0.95 / $1.00" in table
+
+    assert cli_main.main(["status", "--currency", "EUR"]) == 0
+    assert "€0.86 / €0.90" in capsys.readouterr().out  # 0.95 x 0.9 = 0.855, shown rounded half-even
 
 
 def test_status_command_exits_2_on_bad_config(

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from costspan import currency
 from costspan.budgets import BudgetEngine, BudgetStatus
-from costspan.money import nanos_to_float
+from costspan.currency import Currency
 from costspan.settings import load_settings
 
 _BAR_WIDTH = 10
@@ -34,11 +35,15 @@ def register(commands: Any) -> None:
         description="Budgets and quotas from the shared budget store, as the running applications see them.",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    parser.add_argument(
+        "--currency", metavar="CODE", help="show money in CODE at the configured rate (currency:); JSON stays USD"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    money = currency.requested(settings, args.currency)
     engine = BudgetEngine.from_settings(settings)
     try:
         entries = engine.status()
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         console = Console()
         if not console.is_terminal:
             console = Console(width=_PIPED_WIDTH)  # piped: no terminal to fit, so no folded cells
-        console.print(table(entries, time.time()))
+        console.print(table(entries, time.time(), money))
         print("* enforced: calls are refused once the limit is reached")
     errors = {entry.error for entry in entries if entry.error}
     for error in sorted(errors):
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def table(entries: list[BudgetStatus], now: float) -> Table:
+def table(entries: list[BudgetStatus], now: float, money: Currency | None = None) -> Table:
+    money = money or Currency()
     grid = Table(title="costspan budgets and quotas", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     grid.add_column("name")
     for heading in ("window", "used / limit", "", "status", "resets in", "projected", "runs out"):
@@ -72,11 +78,11 @@ def table(entries: list[BudgetStatus], now: float) -> Table:
         grid.add_row(
             _name(entry),
             entry.window,
-            f"{_amount(entry, entry.used)} / {_amount(entry, entry.limit)}",
+            f"{_amount(entry, entry.used, money)} / {_amount(entry, entry.limit, money)}",
             _bar(entry.utilization, colour) + Text(f" {entry.utilization:.0%}"),
             Text(entry.status, style=colour),
             _duration(remaining),
-            _amount(entry, entry.projection.projected),
+            _amount(entry, entry.projection.projected, money),
             _runs_out(entry.projection.exhaustion_seconds, remaining),
         )
     return grid
@@ -91,11 +97,8 @@ def _name(entry: BudgetStatus) -> str:
     return label
 
 
-def _amount(entry: BudgetStatus, value: int) -> str:
-    if not entry.is_money:
-        return f"{value:,}"
-    usd = nanos_to_float(value)
-    return f"${usd:,.2f}" if usd >= 1 or usd == 0 else f"${usd:.9f}".rstrip("0")
+def _amount(entry: BudgetStatus, value: int, money: Currency) -> str:
+    return money.format(value) if entry.is_money else f"{value:,}"
 
 
 def _bar(utilization: float, colour: str) -> Text:
