@@ -109,8 +109,13 @@ def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> Threadi
     except OSError as exc:
         if multiprocess_dir():
             logger.info("costspan: /metrics already served by another worker (%s); recording only", exc)
-            return None
-        raise
+        else:
+            # A busy port must not turn off pricing, budgets and the ledger with it.
+            logger.error(
+                "costspan: cannot serve /metrics on %s:%s (%s); calls are still priced and recorded",
+                settings.prometheus_addr, settings.prometheus_port, exc,
+            )
+        return None
     certfile, keyfile = section.get("certfile"), section.get("keyfile")
     if certfile and keyfile:
         context = _get_ssl_ctx(certfile, keyfile, ssl.PROTOCOL_TLS_SERVER)

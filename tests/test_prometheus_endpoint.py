@@ -45,6 +45,19 @@ def test_binds_loopback_by_default() -> None:
         server.shutdown()
 
 
+def test_a_busy_port_is_logged_and_costspan_keeps_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = load_settings({"COSTSPAN_PROMETHEUS_PORT": str(port)})
+        with caplog.at_level("ERROR", logger="costspan"):
+            assert serve(settings, registry_with_sample()) is None
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in caplog.text
+
+
 def test_basic_auth(tmp_path: Path) -> None:
     port = free_port()
     secret = tmp_path / "pw"
