@@ -27,6 +27,7 @@ from rich.console import Console
 
 import costspan
 from costspan import attributes as A
+from costspan.cli.console import table_console
 from costspan.settings import load_settings
 
 PROJECTS = ("research", "support-bot", "search")
@@ -187,7 +188,7 @@ def _instrument() -> None:
 
 
 def run_demo(*, calls: int, port: int, state_dir: str | None, linger: float) -> int:
-    console = Console(highlight=False)
+    console = table_console(highlight=False)
     console.print(
         "[bold]costspan demo[/]: a simulated workload against a [bold]LOCAL STAND-IN[/] for OpenAI, Anthropic, "
         "Gemini, Groq and Ollama.\nThe real client SDKs make real HTTP requests, but only to 127.0.0.1: nothing "

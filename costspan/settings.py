@@ -35,6 +35,7 @@ _TOP_LEVEL_KEYS = {
     "fail_closed",
     "endpoints",
     "estimation",
+    "metrics",
 }
 
 
@@ -56,6 +57,9 @@ class Settings:
     ledger_enabled: bool = True
     endpoints: tuple[tuple[str, str], ...] = ()
     """Base-URL prefixes named as a provider (gateways, stand-ins), checked before host detection."""
+    label_caps: Mapping[str, int] = field(default_factory=dict)
+    """``metrics.label_caps``: distinct values per metric label before folding into ``other``
+    (labels not named keep their defaults)."""
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
@@ -183,9 +187,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     endpoints = _parse_endpoints(env, raw, source)
 
+    from costspan.exporters.labels import parse_label_caps  # checked here so every entry point sees errors
+
+    label_caps = parse_label_caps(raw.get("metrics"), source)
+
     return Settings(
         source=source,
         endpoints=endpoints,
+        label_caps=label_caps,
         timezone=timezone,
         store_url=store_url,
         prometheus_port=port,

@@ -1,36 +1,192 @@
 """Bounded label values, so a runaway set of model or project names cannot explode a TSDB.
 
 Each label keeps the first N distinct values it sees in this process; later ones become
-``other`` and are counted in ``costspan_folded_label_values_total`` so the folding is visible.
+``other``. One limiter serves every metric sink of a runtime (Prometheus and OTLP), so a value
+is folded the same way everywhere: a dashboard over the Prometheus endpoint and one over a
+collector's OTLP translation agree on which models are ``other``, and the caps bound the series
+of both backends, not just one.
+
+Folding is made visible: every fold calls the limiter's listeners (each sink keeps a
+``costspan_folded_label_values_total`` counter, by label). A call's labels are resolved once per
+call (:meth:`LabelLimiter.call_labels`) however many sinks ask, so a folded call counts once.
+
+The caps come from ``metrics.label_caps`` in costspan.yaml (:func:`parse_label_caps`). User
+ids have no cap because they never become labels at all.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from costspan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from costspan.settings import Settings
+    from costspan.usage import CallFacts
 
 OTHER = "other"
-DEFAULT_CAPS = {"model": 200, "project": 100, "feature": 100, "provider": 50, "operation": 20, "error_type": 50}
+DEFAULT_CAPS: Mapping[str, int] = {
+    "model": 200,
+    "project": 100,
+    "feature": 100,
+    "provider": 50,
+    "operation": 20,
+    "error_type": 50,
+}
+"""Distinct values per label and process. ``model`` covers every model-valued label: the
+Prometheus ``model`` label and OTLP's ``gen_ai.request.model`` and ``gen_ai.response.model``."""
+
+FoldListener = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CallLabels:
+    """One call's label values after folding, shared by every sink that records the call."""
+
+    provider: str
+    model: str
+    """The model the call is priced and counted as (the responding model, else the requested one)."""
+    operation: str
+    project: str
+    feature: str
+    error_type: str
+    """``""`` for a call without an error."""
+    request_model: str
+    response_model: str | None
 
 
 class LabelLimiter:
-    def __init__(self, caps: dict[str, int] | None = None, on_fold: Callable[[str], None] | None = None) -> None:
-        self._caps = dict(DEFAULT_CAPS if caps is None else caps)
-        self._seen: dict[str, set[str]] = {name: set() for name in self._caps}
-        self._lock = threading.Lock()
-        self._on_fold = on_fold
+    """Caps the distinct values of each label; later values fold into :data:`OTHER`.
 
-    def __call__(self, label: str, value: str | None) -> str:
+    Thread-safe: sinks record from whichever thread ended the call. The empty value (a call with
+    no feature, say) never uses a slot and is never folded.
+    """
+
+    def __init__(self, caps: Mapping[str, int] | None = None, on_fold: FoldListener | None = None) -> None:
+        self.caps: dict[str, int] = {**DEFAULT_CAPS, **(caps or {})}
+        self._seen: dict[str, set[str]] = {name: set() for name in self.caps}
+        self._lock = threading.Lock()
+        self._listeners: list[FoldListener] = []
+        self._last = threading.local()
+        if on_fold is not None:
+            self._listeners.append(on_fold)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LabelLimiter:
+        """A limiter with the caps of ``metrics.label_caps`` (checked by ``load_settings``)."""
+        return cls(settings.label_caps)
+
+    def add_fold_listener(self, listener: FoldListener) -> None:
+        """Call ``listener(label)`` on each fold (each sink's folded-values counter)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def fold(self, label: str, value: str | None) -> tuple[str, bool]:
+        """``(value to record, whether it was folded)``, without telling the listeners."""
         value = value or ""
         seen = self._seen.get(label)
-        if seen is None or value in seen:
-            return value
+        if seen is None or not value or value in seen:
+            return value, False
         with self._lock:
             if value in seen:
-                return value
-            if len(seen) < self._caps[label]:
+                return value, False
+            if len(seen) < self.caps[label]:
                 seen.add(value)
-                return value
-        if self._on_fold is not None:
-            self._on_fold(label)
-        return OTHER
+                return value, False
+        return OTHER, True
+
+    def __call__(self, label: str, value: str | None) -> str:
+        """The value to record for one measurement; a fold is reported to the listeners."""
+        result, folded = self.fold(label, value)
+        if folded:
+            self._notify((label,))
+        return result
+
+    def call_labels(self, facts: CallFacts) -> CallLabels:
+        """The folded labels of one call, resolved once however many sinks ask.
+
+        Sinks record a call one after the other on one thread (``Runtime.account``), so the last
+        resolution of this thread is reused when the same facts come back; each label folded for
+        the call is reported once, not once per sink.
+        """
+        last = self._last
+        if getattr(last, "facts", None) is facts:
+            cached: CallLabels = last.labels
+            return cached
+        fold = self.fold
+        folded: list[str] = []
+        provider, hit = fold("provider", facts.provider)
+        if hit:
+            folded.append("provider")
+        request_model, hit_request = fold("model", facts.request_model)
+        response_model: str | None = None
+        hit_response = False
+        if facts.response_model:
+            response_model, hit_response = fold("model", facts.response_model)
+        if hit_request or hit_response:
+            folded.append("model")
+        operation, hit = fold("operation", facts.operation)
+        if hit:
+            folded.append("operation")
+        project, hit = fold("project", facts.project)
+        if hit:
+            folded.append("project")
+        feature, hit = fold("feature", facts.feature)
+        if hit:
+            folded.append("feature")
+        error_type, hit = fold("error_type", facts.error_type)
+        if hit:
+            folded.append("error_type")
+        labels = CallLabels(
+            provider=provider,
+            model=response_model if response_model is not None else request_model,
+            operation=operation,
+            project=project,
+            feature=feature,
+            error_type=error_type,
+            request_model=request_model,
+            response_model=response_model,
+        )
+        last.facts, last.labels = facts, labels
+        if folded:
+            self._notify(folded)
+        return labels
+
+    def _notify(self, labels: tuple[str, ...] | list[str]) -> None:
+        for listener in self._listeners:
+            for label in labels:
+                listener(label)
+
+
+def parse_label_caps(section: object, source: str) -> dict[str, int]:
+    """The ``metrics:`` section's ``label_caps`` checked: known labels only, each a positive whole number.
+
+    Unknown names are errors rather than ignored, so a typo (``models:``) cannot silently leave
+    the default in place; ``user`` gets its own message because it is never a label.
+    """
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(source, "metrics", "expected a mapping (label_caps: {model: 200, ...})")
+    unknown = sorted(str(key) for key in set(section) - {"label_caps"})
+    if unknown:
+        raise ConfigError(source, f"metrics.{unknown[0]}", "unknown setting (known: label_caps)")
+    caps = section.get("label_caps")
+    if caps is None:
+        return {}
+    if not isinstance(caps, dict):
+        raise ConfigError(source, "metrics.label_caps", "expected a mapping of label name to a number of values")
+    result: dict[str, int] = {}
+    for name, cap in caps.items():
+        key = f"metrics.label_caps.{name}"
+        if name in ("user", "user_id", "user.id"):
+            raise ConfigError(source, key, "user ids are never metric labels, so they have no cap")
+        if name not in DEFAULT_CAPS:
+            raise ConfigError(source, key, f"unknown label (known: {', '.join(sorted(DEFAULT_CAPS))})")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigError(source, key, f"expected a whole number of values, at least 1, got {cap!r}")
+        result[str(name)] = cap
+    return result

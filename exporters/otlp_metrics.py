@@ -4,6 +4,13 @@ The GenAI semantic-convention histograms carry their advisory bucket boundaries.
 instruments use curly-brace units so that a collector's Prometheus translation yields exactly
 the names the dashboards query (``costspan_cost_usd_total``, not ``costspan_cost_USD_total``).
 Token histograms are fed only from reported usage: semconv makes offline counts opt-in.
+
+Every attribute value that can grow without bound (models, requested and responded, projects,
+features, error types) goes through the runtime's :class:`LabelLimiter`, the same one the
+Prometheus sink uses: an OTLP backend pays per series just as Prometheus does, and both must
+fold the same values into ``other``. Folds are counted in ``costspan.folded_label_values``
+(``costspan_folded_label_values_total`` after a collector's Prometheus translation). User ids
+are never attributes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ TTFC_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 
 class OtlpMetrics:
     def __init__(self, meter: metrics.Meter | None = None, limiter: LabelLimiter | None = None) -> None:
+        """``limiter``: the runtime's, shared with the Prometheus sink; a private one when not given."""
         from costspan import __version__
 
         meter = meter or metrics.get_meter("costspan", __version__)
@@ -55,22 +63,29 @@ class OtlpMetrics:
         self._unpriced = meter.create_counter(
             "costspan.unpriced_requests", unit="{request}", description="LLM calls with no known price."
         )
+        self._folded = meter.create_counter(
+            "costspan.folded_label_values",
+            unit="{value}",
+            description="Label values folded into 'other' because a label reached its cap of distinct values.",
+        )
+        self._limit.add_fold_listener(self._count_fold)
+
+    def _count_fold(self, label: str) -> None:
+        self._folded.add(1, {"label": label})
 
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
-        limit = self._limit
-        provider = limit("provider", facts.provider)
-        model = limit("model", facts.model)
-        operation = limit("operation", facts.operation)
+        labels = self._limit.call_labels(facts)
+        provider, model, operation = labels.provider, labels.model, labels.operation
         base: dict[str, str] = {"provider": provider, "model": model, "operation": operation}
-        self._requests.add(1, {**base, "outcome": facts.outcome, "error_type": facts.error_type or ""})
+        self._requests.add(1, {**base, "outcome": facts.outcome, "error_type": labels.error_type})
         if facts.outcome == "blocked":
             return
-        semconv: dict[str, str] = {A.OPERATION: operation, A.PROVIDER: provider, A.REQUEST_MODEL: facts.request_model}
-        if facts.response_model:
-            semconv[A.RESPONSE_MODEL] = facts.response_model
-        if facts.error_type:
-            semconv[A.ERROR_TYPE] = facts.error_type
+        semconv: dict[str, str] = {A.OPERATION: operation, A.PROVIDER: provider, A.REQUEST_MODEL: labels.request_model}
+        if labels.response_model:
+            semconv[A.RESPONSE_MODEL] = labels.response_model
+        if labels.error_type:
+            semconv[A.ERROR_TYPE] = labels.error_type
         if facts.duration_s is not None:
             self._duration.record(facts.duration_s, semconv)
         if facts.time_to_first_chunk_s is not None:
@@ -80,10 +95,8 @@ class OtlpMetrics:
             for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
                 attrs: Attributes = {**semconv, "gen_ai.token.type": token_type}
                 self._token_usage.record(count, attrs)
-        self._cost.add(
-            nanos_to_float(quote.total_nanos),
-            {**base, "project": limit("project", facts.project), "feature": limit("feature", facts.feature)},
-        )
+        cost_attrs = {**base, "project": labels.project, "feature": labels.feature}
+        self._cost.add(nanos_to_float(quote.total_nanos), cost_attrs)
         counts = (
             usage.input_tokens,
             usage.output_tokens,

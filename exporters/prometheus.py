@@ -36,8 +36,9 @@ class PrometheusMetrics:
             ["label"],
             registry=registry,
         )
-        self.limit = limiter or LabelLimiter(on_fold=lambda label: self.folded.labels(label).inc())
         self._children: dict[tuple[object, ...], Any] = {}
+        self.limit = limiter or LabelLimiter()
+        self.limit.add_fold_listener(self._count_fold)
         self.cost = Counter(
             "costspan_cost_usd",
             "Cost of LLM calls in US dollars.",
@@ -86,15 +87,13 @@ class PrometheusMetrics:
 
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
-        limit = self.limit
-        provider = limit("provider", facts.provider)
-        model = limit("model", facts.model)
-        operation = limit("operation", facts.operation)
+        labels = self.limit.call_labels(facts)
+        provider, model, operation = labels.provider, labels.model, labels.operation
         if facts.outcome != "blocked":
             child = self._child
-            child(
-                self.cost, provider, model, operation, limit("project", facts.project), limit("feature", facts.feature)
-            ).inc(nanos_to_float(quote.total_nanos))
+            child(self.cost, provider, model, operation, labels.project, labels.feature).inc(
+                nanos_to_float(quote.total_nanos)
+            )
             usage = facts.usage
             for token_type, count in zip(
                 TOKEN_TYPES,
@@ -115,8 +114,17 @@ class PrometheusMetrics:
                 child(self.ttfc, provider, model, operation).observe(facts.time_to_first_chunk_s)
             if quote.status == UNPRICED:
                 child(self.unpriced, provider, model).inc()
-        error_type = limit("error_type", facts.error_type) if facts.error_type else ""
-        self._child(self.requests, provider, model, operation, facts.outcome, error_type).inc()
+        self._child(self.requests, provider, model, operation, facts.outcome, labels.error_type).inc()
+
+    def use_limiter(self, limiter: LabelLimiter) -> None:
+        """Fold through ``limiter`` from now on (the runtime's, shared with the OTLP sink) and count
+        its folds here. The process-wide sink outlives runtimes, so a new runtime swaps it in."""
+        if limiter is not self.limit:
+            limiter.add_fold_listener(self._count_fold)
+            self.limit = limiter
+
+    def _count_fold(self, label: str) -> None:
+        self.folded.labels(label).inc()
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """The labelled child, cached: ``labels()`` validates and locks on every call. Bounded by the
@@ -128,4 +136,6 @@ class PrometheusMetrics:
         return found
 
     def record_estimation_error(self, provider: str, model: str, ratio: float) -> None:
-        self.estimation_error.labels(self.limit("provider", provider), self.limit("model", model)).observe(ratio)
+        """A sample re-measures a call already recorded, whose folds were counted then: not again."""
+        fold = self.limit.fold
+        self.estimation_error.labels(fold("provider", provider)[0], fold("model", model)[0]).observe(ratio)

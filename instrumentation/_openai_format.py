@@ -81,12 +81,16 @@ def embedding_response(result: Any, request: Request) -> Response:
 
 
 class ChatChunkObserver:
-    """Chat and legacy completion chunks. Keeps text only when no usage was asked for, to estimate."""
+    """Chat and legacy completion chunks.
 
-    __slots__ = ("_finish", "_id", "_model", "_texts", "_tier", "_usage", "_want_text")
+    The text is kept even when the usage was asked for (``include_usage``, or Groq's ``x_groq``): the
+    usage arrives in the last chunk, and a stream the application leaves early, or that is cut, never
+    gets there, yet the model generated what arrived. Its output is then counted from that text.
+    """
+
+    __slots__ = ("_finish", "_id", "_model", "_texts", "_tier", "_usage")
 
     def __init__(self, request: Request) -> None:
-        self._want_text = not request.usage_requested
         self._texts: list[str] = []
         self._finish: list[str] = []
         self._usage: Any = None
@@ -101,11 +105,10 @@ class ChatChunkObserver:
         choices = field(chunk, "choices")
         if choices:
             for choice in choices:
-                if self._want_text:
-                    delta = field(choice, "delta")
-                    text = field(delta, "content") if delta is not None else field(choice, "text")
-                    if text:
-                        self._texts.append(text)
+                delta = field(choice, "delta")
+                text = field(delta, "content") if delta is not None else field(choice, "text")
+                if text:
+                    self._texts.append(text)
                 reason = field(choice, "finish_reason")
                 if reason:
                     self._finish.append(str(reason))

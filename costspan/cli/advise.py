@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from costspan import currency as currency_module
+from costspan.cli.console import table_console
 from costspan.ledger import cli_common, moneyfmt
 from costspan.ledger.advise import Advice, advise
 
@@ -43,7 +44,7 @@ def handler(args: argparse.Namespace) -> int:
         json.dump(dataclasses.asdict(result), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render(result, currency, Console())
+        render(result, currency, table_console())
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from costspan import currency as currency_module
+from costspan.cli.console import table_console
 from costspan.ledger import cli_common
 from costspan.ledger import report as report_module
 from costspan.ledger.query import DIMENSIONS
@@ -70,11 +71,10 @@ def handler(args: argparse.Namespace) -> int:
             json.dump(as_dict(report, currency), sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
-            from rich.console import Console
 
             from costspan.ledger.report_text import render
 
-            render(report, currency, Console())
+            render(report, currency, table_console())
             if args.html:
                 print(f"HTML report written to {args.html}")
     finally:

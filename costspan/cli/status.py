@@ -14,17 +14,16 @@ import time
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from costspan import currency
 from costspan.budgets import BudgetEngine, BudgetStatus
+from costspan.cli.console import table_console
 from costspan.currency import Currency
 from costspan.settings import load_settings
 
 _BAR_WIDTH = 10
-_PIPED_WIDTH = 132
 _COLOURS = {"ok": "green", "warning": "yellow", "critical": "red", "exceeded": "bold red"}
 
 
@@ -55,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     elif not entries:
         print(f"no budgets or quotas configured (settings: {settings.source})")
     else:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=_PIPED_WIDTH)  # piped: no terminal to fit, so no folded cells
+        console = table_console()
         console.print(table(entries, time.time(), money))
         print("* enforced: calls are refused once the limit is reached")
     errors = {entry.error for entry in entries if entry.error}

@@ -5,14 +5,24 @@ is only proven by the programs that will run it. The Debian packages ``prometheu
 ``prometheus-alertmanager`` provide them; when missing, tests skip, except in CI (``CI=true``)
 where a missing binary is a failure, so CI never goes green by skipping.
 
-The scrape target is pluggable: :class:`FakeCostspanTarget` serves exactly the metric contract of
-DESIGN.md with realistic, moving values (and every situation a panel shows: errors, blocked calls,
-unpriced models, streams, estimation samples); any other ``host:port`` serving /metrics, such
-as the instrumented example app, can be scraped instead or as well.
+The scrape target is pluggable:
+
+* :class:`RealCostspanTarget` serves a real costspan runtime's registry while real SDK calls
+  (through the instrumented ``openai`` client, against the local provider stand-in) keep running
+  in a background thread: chats, streams with and without usage, embeddings, an unpriced model,
+  HTTP errors, calls blocked by an enforced budget, features past their label cap. This is what
+  dashboards are proven against.
+* :class:`FakeCostspanTarget` serves the same family and label names with values a test can pin
+  (a budget at 110 % now), for alert timing scenarios that real traffic cannot stage in seconds.
+  tests/test_metrics_contract.py compares its exposition with the real one, so it cannot drift.
+
+Any other ``host:port`` serving /metrics, such as the instrumented example app, can be scraped
+instead or as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -32,6 +42,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from costspan.exporters.prometheus import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TTFC_BUCKETS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 T = TypeVar("T")
@@ -327,6 +338,7 @@ MODELS = (
 )
 PROJECTS = (("research", "search"), ("support", "chatbot"), ("support", "summarize"))
 ERROR_TYPES = ("RateLimitError", "APITimeoutError", "InternalServerError")
+WINDOW_SECONDS = {"day": 86400.0, "week": 7 * 86400.0, "month": 30 * 86400.0}
 
 
 @dataclass
@@ -356,25 +368,33 @@ class FakeCostspanTarget:
         self.requests = Counter("costspan_requests", "LLM calls by outcome.",
                                 [*pm, "operation", "outcome", "error_type"], registry=r)
         self.duration = Histogram("costspan_request_duration_seconds", "Duration of LLM calls.",
-                                  [*pm, "operation"], registry=r,
-                                  buckets=(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
-                                           20.48, 40.96, 81.92))
+                                  [*pm, "operation"], registry=r, buckets=DURATION_BUCKETS)
         self.ttfc = Histogram("costspan_time_to_first_chunk_seconds", "Time to the first chunk of streams.",
-                              [*pm, "operation"], registry=r,
-                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+                              [*pm, "operation"], registry=r, buckets=TTFC_BUCKETS)
         self.unpriced = Counter("costspan_unpriced_requests", "LLM calls with no known price.", pm, registry=r)
         self.estimation = Histogram("costspan_estimation_error_ratio", "Relative token estimation error.", pm,
-                                    registry=r, buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
+                                    registry=r, buckets=ERROR_RATIO_BUCKETS)
+        self.folded = Counter("costspan_folded_label_values", "Label values folded into 'other'.", ["label"],
+                              registry=r)
         bw = ["budget", "window"]
         self.budget_spend = Gauge("costspan_budget_spend_usd", "Budget spend in the window, USD.", bw, registry=r)
         self.budget_limit = Gauge("costspan_budget_limit_usd", "Budget limit, USD.", bw, registry=r)
         self.budget_util = Gauge("costspan_budget_utilization_ratio", "Budget spend over limit.", bw, registry=r)
+        self.budget_projected = Gauge("costspan_budget_projected_spend_usd", "Projected spend at window end, USD.",
+                                      bw, registry=r)
+        self.budget_exhaustion = Gauge("costspan_budget_exhaustion_seconds", "Seconds until the limit at this pace.",
+                                       bw, registry=r)
         quw = ["quota", "unit", "window"]
         self.quota_used = Gauge("costspan_quota_used", "Quota use in the window.", quw, registry=r)
         self.quota_limit = Gauge("costspan_quota_limit", "Quota limit.", quw, registry=r)
+        self.store_errors = Counter("costspan_store_errors", "Budget store operations that failed.", ["store"],
+                                    registry=r)
+        self.store_errors.labels("sqlite")  # present at 0, as after a first store failure was recovered
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
         self._spend = {key: 0.05 * limit for key, limit in self.budgets.items()}
+        self._initial_spend = dict(self._spend)
+        self._started = time.monotonic()
         self._pinned: dict[tuple[str, str], float] = {}
         self._quota_minute = 0
         self._stop = threading.Event()
@@ -448,6 +468,8 @@ class FakeCostspanTarget:
             self.ttfc.labels(m.provider, m.model, m.operation).observe(duration * rng.uniform(0.1, 0.4))
         if rng.random() < 0.2:
             self.estimation.labels(m.provider, m.model).observe(abs(rng.gauss(0, 0.03)))
+        if rng.random() < 0.05:  # a feature name past its cap
+            self.folded.labels("feature").inc()
         for key in self._spend:
             if key[0] == "global-daily" or project == "research":
                 self._spend[key] += cost
@@ -457,10 +479,127 @@ class FakeCostspanTarget:
         self._update_budgets()
 
     def _update_budgets(self) -> None:
+        elapsed = max(time.monotonic() - self._started, 1.0)
         for key, limit in self.budgets.items():
             spend = self._pinned[key] * limit if key in self._pinned else self._spend[key]
             self.budget_spend.labels(*key).set(spend)
             self.budget_util.labels(*key).set(spend / limit)
+            # As costspan projects: the window's pace so far, carried to the window's end (here a
+            # fixed half window left) and to the limit.
+            pace = (self._spend[key] - self._initial_spend[key]) / elapsed
+            left = WINDOW_SECONDS[key[1]] / 2
+            self.budget_projected.labels(*key).set(spend + pace * left)
+            if spend >= limit:
+                self.budget_exhaustion.labels(*key).set(0)
+            elif pace > 0:
+                self.budget_exhaustion.labels(*key).set((limit - spend) / pace)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real costspan runtime under real SDK traffic
+
+REAL_TRAFFIC_YAML = """\
+metrics:
+  label_caps: {feature: 3}
+estimation:
+  sample_rate: 1.0
+budgets:
+  - {name: global-daily, limit_usd: 50, window: day}
+  - {name: capped-daily, match: {project: capped}, limit_usd: 0.000001, window: day, enforce: true}
+quotas:
+  - {name: openai-tier, match: {provider: openai}, requests_per_minute: 100000, tokens_per_day: 100000000}
+"""
+"""Settings for :class:`RealCostspanTarget`: a budget that keeps spending (so it has a time to
+exhaustion), one that blocks its project after its first call, a quota, every reported call
+re-counted (estimation error samples) and a feature cap the traffic passes (folded values)."""
+
+REAL_MESSAGES: Any = [{"role": "user", "content": "Summarise the customer's ticket in one line."}]
+
+
+class RealCostspanTarget:
+    """A real costspan runtime's Prometheus registry, served on loopback, moved by real calls.
+
+    ``harness`` is a runtime built with a private registry (tests/harness.py) whose settings name
+    the stand-in as ``openai`` and use :data:`REAL_TRAFFIC_YAML`; ``client`` is an ``openai.OpenAI``
+    pointed at the stand-in, with costspan's instrumentor enabled. :meth:`one_round` makes one of
+    every kind of call; :meth:`start` makes one round at once (so every series exists before the
+    first scrape) and then keeps making rounds in a background thread until :meth:`stop`.
+    Anything unexpected a call raises stops the traffic and is kept in :attr:`errors`.
+    """
+
+    def __init__(self, harness: Any, client: Any, server: Any, pause: float = 0.2) -> None:
+        from costspan.standin import Scenario, Usage
+
+        self.harness, self.client, self.server, self.pause = harness, client, server, pause
+        self.rounds = 0
+        self.errors: list[BaseException] = []
+        self.port = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._http: Any = None
+        # Cache reads and reasoning on every answer, so the cache and reasoning shares have data.
+        server.set_default(Scenario(usage=Usage(input_tokens=1200, output_tokens=300, cached_tokens=400,
+                                                reasoning_tokens=100)))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def one_round(self) -> None:
+        """One of each: chat, streams (usage reported and not), embeddings, an unpriced model with a
+        feature past its cap, a 500 and a 429 from the provider, and calls an enforced budget refuses."""
+        import openai
+
+        import costspan
+        from costspan.standin import Scenario
+
+        client, n = self.client, self.rounds
+        with costspan.attribute(project="research", feature="search", user=f"user-{n % 5}"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=REAL_MESSAGES)
+        with costspan.attribute(project="support", feature="chatbot"):
+            for options in ({"stream_options": {"include_usage": True}}, {}):
+                stream = client.chat.completions.create(model="gpt-4o-mini", messages=REAL_MESSAGES, stream=True,
+                                                        **options)
+                for _ in stream:
+                    pass
+        with costspan.attribute(project="research", feature="embed"):
+            client.embeddings.create(model="text-embedding-3-small", input="the customer's ticket")
+        with costspan.attribute(project="research", feature=f"experiment-{n}"):
+            client.chat.completions.create(model="mystery-model-1", messages=REAL_MESSAGES)
+        with costspan.attribute(project="support", feature="chatbot"):
+            for status, error in ((500, openai.InternalServerError), (429, openai.RateLimitError)):
+                self.server.enqueue(Scenario(status=status))
+                with contextlib.suppress(error):
+                    client.chat.completions.create(model="gpt-4o", messages=REAL_MESSAGES)
+        with costspan.attribute(project="capped", feature="search"):
+            for _ in range(2):  # the first call of the run spends the budget, then calls are refused
+                with contextlib.suppress(costspan.BudgetExceededError):
+                    client.chat.completions.create(model="gpt-4o-mini", messages=REAL_MESSAGES)
+        self.rounds += 1
+
+    def start(self) -> RealCostspanTarget:
+        self.one_round()
+        self.port = free_port()
+        self._http, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.harness.registry)
+        self._thread = threading.Thread(target=self._run, name="real-costspan-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.pause):
+            try:
+                self.one_round()
+            except BaseException as exc:  # surfaced by the test through self.errors
+                self.errors.append(exc)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""A plain application calling five LLM providers: not one line of costspan in it.
+
+It makes one ordinary call and one streamed call through each provider's own client library:
+OpenAI, Anthropic, Google Gemini, Groq and Ollama. Run it under the OpenTelemetry launcher and
+costspan prices every call:
+
+    COSTSPAN_PROMETHEUS_PORT=9464 opentelemetry-instrument --traces_exporter console \\
+        python examples/all_providers_app.py
+
+Where each client sends its requests comes from the environment, so the same code runs against
+the real APIs or against a local stand-in (``python -m costspan.standin.server``):
+
+* ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``: read by ``openai.OpenAI()`` itself.
+* ``ANTHROPIC_BASE_URL``, ``ANTHROPIC_API_KEY``: read by ``anthropic.Anthropic()`` itself.
+* ``GEMINI_BASE_URL`` (defined by this example; unset means Google's endpoint), ``GEMINI_API_KEY``.
+* ``GROQ_BASE_URL``, ``GROQ_API_KEY``: read by ``groq.Groq()`` itself.
+* ``OLLAMA_HOST``: read by ``ollama.Client()`` itself.
+
+``EXAMPLE_LINGER_SECONDS`` keeps the process up after the calls, so a scraper can read /metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import anthropic
+import groq
+import ollama
+import openai
+from google import genai
+from google.genai import types
+
+QUESTION = "In one sentence: why measure what LLM calls cost?"
+# Typed ``Any``: each SDK declares its own message types for the same JSON.
+MESSAGES: Any = [{"role": "user", "content": QUESTION}]
+
+
+def call_openai() -> None:
+    client = openai.OpenAI(max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    # OpenAI streams carry usage only when asked; without it the tokens would be estimated.
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    for _chunk in stream:
+        pass
+
+
+def call_anthropic() -> None:
+    client = anthropic.Anthropic(max_retries=0)
+    client.messages.create(model="claude-sonnet-4-6", max_tokens=200, messages=MESSAGES)
+    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=200, messages=MESSAGES) as stream:
+        for _text in stream.text_stream:
+            pass
+
+
+def call_gemini() -> None:
+    base_url = os.environ.get("GEMINI_BASE_URL")
+    options = types.HttpOptions(base_url=base_url) if base_url else None
+    client = genai.Client(api_key=os.environ.get("GEMINI_API_KEY"), http_options=options)
+    client.models.generate_content(model="gemini-2.5-flash", contents=QUESTION)
+    for _chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents=QUESTION):
+        pass
+
+
+def call_groq() -> None:
+    client = groq.Groq(max_retries=0)
+    client.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES)
+    for _chunk in client.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES, stream=True):
+        pass
+
+
+def call_ollama() -> None:
+    client = ollama.Client()
+    client.chat(model="llama3.2", messages=MESSAGES)
+    for _part in client.chat(model="llama3.2", messages=MESSAGES, stream=True):
+        pass
+
+
+def main() -> None:
+    for call in (call_openai, call_anthropic, call_gemini, call_groq, call_ollama):
+        call()
+    time.sleep(float(os.environ.get("EXAMPLE_LINGER_SECONDS", "0")))
+
+
+if __name__ == "__main__":
+    main()
