@@ -84,8 +84,9 @@ class ChatChunkObserver:
     """Chat and legacy completion chunks.
 
     The text is kept even when the usage was asked for (``include_usage``, or Groq's ``x_groq``): the
-    usage arrives in the last chunk, and a stream the application leaves early, or that is cut, never
-    gets there, yet the model generated what arrived. Its output is then counted from that text.
+    usage arrives in the last chunk, which a stream the application leaves early never reaches, yet
+    the model generated what arrived. Its output is then counted from that text, as for Anthropic,
+    Gemini and Ollama, instead of being taken as zero.
     """
 
     __slots__ = ("_finish", "_id", "_model", "_texts", "_tier", "_usage")

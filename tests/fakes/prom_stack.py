@@ -441,7 +441,7 @@ class FakeCostspanTarget:
         project, feature = rng.choice(PROJECTS)
         roll = rng.random()
         if roll < 0.04:
-            self.requests.labels(m.provider, m.model, m.operation, "blocked", "").inc()
+            self.requests.labels(m.provider, m.model, m.operation, "blocked", "BudgetExceededError").inc()
             return
         if roll < 0.10:
             self.requests.labels(m.provider, m.model, m.operation, "error", rng.choice(ERROR_TYPES)).inc()
