@@ -17,6 +17,7 @@ wraps the same method, inside ours or outside: its span need not be a parent or 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -133,8 +134,17 @@ def make_wrapper(operation: Operation, wrapped_is_async: bool) -> Callable[..., 
 
 
 async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Await ``wrapped(*args, **kwargs)`` as one instrumented call of ``operation`` on ``instance``."""
-    call = _begin(operation, instance, args, kwargs)
+    """Await ``wrapped(*args, **kwargs)`` as one instrumented call of ``operation`` on ``instance``.
+
+    An enforced budget's check waits on the shared store (a SQLite lock, a Redis round trip); it
+    then runs in a worker thread, with this context, so the event loop never waits on it.
+    """
+    runtime = runtime_module.get()
+    budgets = runtime.budgets if runtime is not None else None
+    if budgets is not None and budgets.precheck_does_io():
+        call = await asyncio.to_thread(_begin, operation, instance, args, kwargs)
+    else:
+        call = _begin(operation, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
     token = otel_context.attach(otel_context.set_value(_ACTIVE, True))

@@ -149,3 +149,70 @@ def test_prefork_workers_publish_the_budget_gauges_once(tmp_path: Path) -> None:
         server.wait()
     lines = [line for line in body.splitlines() if line.startswith("costspan_budget_spend_usd{")]
     assert lines == ['costspan_budget_spend_usd{budget="shared",window="day"} 0.5']  # both workers, once
+
+
+def test_an_async_call_waiting_on_the_store_does_not_block_the_event_loop(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    provider_server: ProviderServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Another process holds the SQLite store's write lock for 0.4 s; the enforced check waits for
+    it in a worker thread while the loop's other tasks keep running."""
+    import asyncio
+    import sqlite3
+    import threading
+    import time
+
+    import openai
+
+    store = tmp_path / "budgets.db"
+    make_runtime(
+        f"""
+endpoints:
+  {provider_server.base_url.rstrip("/")}/v1: openai
+budgets:
+  - {{name: guarded, limit_usd: 100, window: day, enforce: true}}
+""",
+        COSTSPAN_STORE=f"sqlite:///{store}",
+    )
+    client = openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="k", max_retries=0)
+
+    async def run() -> tuple[float, float]:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # creates the schema
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            other = sqlite3.connect(store, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(5)
+            other.execute("COMMIT")
+            other.close()
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        locked.wait(5)
+        threading.Timer(0.4, release.set).start()
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        started = time.monotonic()
+        ticker = asyncio.create_task(tick())
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        waited = time.monotonic() - started
+        await ticker
+        holder.join()
+        return waited, max(gaps, default=waited)  # no tick at all: the loop was blocked throughout
+
+    waited, longest_gap = asyncio.run(run())
+    assert waited >= 0.3  # the call really waited for the lock
+    assert longest_gap < 0.15  # and the loop ran its other task all along
+    assert provider_server.request_count == 2
