@@ -83,7 +83,12 @@ def track(
     if service_tier:
         attrs[A.OPENAI_REQUEST_SERVICE_TIER] = service_tier
     if cost_usd is not None:
-        usd_to_nanos(cost_usd)  # validates before anything is recorded
+        try:
+            declared = usd_to_nanos(cost_usd)  # validates before anything is recorded
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            raise ValueError(f"costspan.track: cost_usd must be a number of dollars, got {cost_usd!r}") from exc
+        if declared < 0:
+            raise ValueError(f"costspan.track: cost_usd cannot be negative (a refund is not a call), got {cost_usd!r}")
         attrs[DECLARED_COST] = str(cost_usd)
     who = attribution.current()
     for key, given, inherited in (

@@ -43,8 +43,6 @@ class Request:
     """Request content, kept in memory only (never on the span unless content capture is on)."""
     max_tokens: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    usage_requested: bool = True
-    """False for an OpenAI-format stream without ``stream_options.include_usage``: keep text to estimate."""
 
     def sent_to(self, endpoint: Endpoint) -> Request:
         """Where the request goes: the server, and whether it is a model server on this machine."""
@@ -118,12 +116,16 @@ class LLMCall:
         finally:
             self.span.end()
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException, partial: Response | None = None) -> None:
+        """End the span as failed. ``partial``: what a stream delivered before it broke; the
+        provider bills the input it processed and the output it sent, so they are counted."""
         with self._lock:
             if self._ended:
                 return
             self._ended = True
         try:
+            if partial is not None:
+                self._record(partial)
             self.span.set_attribute(A.ERROR_TYPE, _error_type(exc))
             self.span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
             if not isinstance(exc, BudgetExceededError):
@@ -268,8 +270,8 @@ class ReservationHold:
     def succeed(self, response: Response) -> None:
         self._release()
 
-    def fail(self, exc: BaseException) -> None:
-        self._release()
+    def fail(self, exc: BaseException, partial: Response | None = None) -> None:
+        self._release()  # the SDK's own span records what the stream delivered
 
     def _release(self) -> None:
         with self._lock:

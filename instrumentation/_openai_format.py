@@ -167,6 +167,4 @@ def read_chat_request(provider: str, operation: str, kwargs: dict[str, Any]) -> 
     tier = kwargs.get("service_tier")
     if isinstance(tier, str):
         request.attributes["openai.request.service_tier"] = tier
-    if request.stream:
-        request.usage_requested = bool(field(kwargs.get("stream_options"), "include_usage"))
     return request

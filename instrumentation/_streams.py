@@ -22,7 +22,7 @@ class StreamedCall(Protocol):
 
     def succeed(self, response: Response) -> None: ...
 
-    def fail(self, exc: BaseException) -> None: ...
+    def fail(self, exc: BaseException, partial: Response | None = None) -> None: ...
 
 
 class ChunkObserver(Protocol):
@@ -55,11 +55,19 @@ class _StreamState:
         self.finished = True
         try:
             if error is not None:
-                self.call.fail(error)
+                self.call.fail(error, self._partial())
             else:
                 self.call.succeed(self.observer.response())
         except Exception:
             self.log_error("stream end")
+
+
+    def _partial(self) -> Response | None:
+        try:
+            return self.observer.response()
+        except Exception:
+            self.log_error("stream end")
+            return None
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):

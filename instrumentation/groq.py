@@ -11,25 +11,13 @@ from collections.abc import Collection
 from typing import Any
 
 import groq  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
-from costspan.instrumentation._call import Request
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._openai_format import ChatChunkObserver, chat_response, request_reader
 from costspan.instrumentation._stainless import is_stream, unwrap_raw
 from costspan.instrumentation._wrapping import Operation
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-_read_openai_format = request_reader("groq", "chat")
-
-
-def _read_chat(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
-    request = _read_openai_format(instance, args, kwargs)
-    if request is not None:
-        # Groq always sends the usage (no ``stream_options`` needed): nothing to keep for an estimate.
-        request.usage_requested = True
-    return request
-
-
-_CHAT = Operation(_read_chat, unwrap_raw(chat_response), ChatChunkObserver, is_stream)
+_CHAT = Operation(request_reader("groq", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream)
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("groq.resources.chat.completions", "Completions", "create", _CHAT),

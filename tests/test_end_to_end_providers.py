@@ -7,9 +7,13 @@ its own path prefix, and ``COSTSPAN_ENDPOINTS`` names each prefix as the provide
 a company gateway would be named; Ollama is on loopback and stays a free local model.
 
 Each provider's stand-in answers with token counts of its own, so a call attributed to the wrong
-provider, counted twice or missed shows up in the per-provider sums on /metrics. The anthropic SDK
-traces itself by default: then its own span is the call's one span, and costspan prices it; with
-``ANTHROPIC_OPEN_TELEMETRY=false`` costspan's instrumentor makes the span instead.
+provider, counted twice or missed shows up in the per-provider sums on /metrics.
+
+Two set-ups. As installed: the anthropic SDK traces itself, so its own span is the call's one span,
+and OpenLLMetry's Groq instrumentation (installed here as a test peer) makes the Groq spans while
+costspan's Groq wrapper steps aside; costspan prices those spans. Costspan alone:
+``ANTHROPIC_OPEN_TELEMETRY=false`` and the peer disabled, so costspan's own instrumentors make every
+span. Either way each call has exactly one priced span.
 """
 
 from __future__ import annotations
@@ -133,11 +137,15 @@ def served_tokens(server: ProviderServer) -> dict[str, tuple[int, int]]:
     return sums
 
 
-@pytest.mark.parametrize("anthropic_traces", ["sdk", "costspan"])
-def test_every_provider_priced_once_on_spans_and_metrics(
-    standin: ProviderServer, tmp_path: Path, anthropic_traces: str
-) -> None:
-    extra = {"ANTHROPIC_OPEN_TELEMETRY": "false"} if anthropic_traces == "costspan" else {}
+SETUPS: dict[str, dict[str, str]] = {
+    "as-installed": {},
+    "costspan-alone": {"ANTHROPIC_OPEN_TELEMETRY": "false", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "groq"},
+}
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_every_provider_priced_once_on_spans_and_metrics(standin: ProviderServer, tmp_path: Path, setup: str) -> None:
+    extra = SETUPS[setup]
 
     samples, stdout, stderr = run_app(standin, tmp_path, **extra)
 
@@ -168,8 +176,12 @@ def test_every_provider_priced_once_on_spans_and_metrics(
                 assert attrs["costspan.cost.status"] == "priced", span
                 assert attrs["costspan.cost.usd"] > 0
     anthropic_names = {s["name"] for s in by_provider["anthropic"]}
-    expected_name = "anthropic.messages.create" if anthropic_traces == "sdk" else "chat claude-sonnet-4-6"
-    assert anthropic_names == {expected_name}
+    if setup == "as-installed":
+        assert anthropic_names == {"anthropic.messages.create"}  # the SDK's span, and none of costspan's
+    else:
+        assert anthropic_names == {"chat claude-sonnet-4-6"}
+        # costspan's instrumentors made every span (they mark where the request went).
+        assert all("costspan.endpoint.local" in s["attributes"] for s in llm)
 
     # Metrics: per provider, the calls, the tokens the stand-in served and the cost on the spans.
     for provider in SERVED:
