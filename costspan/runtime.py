@@ -257,15 +257,19 @@ def build(
     runtime = Runtime(
         settings=settings, pricer=build_pricer(settings), service_name=_service_name(), meter_provider=meter_provider
     )
+    from costspan.exporters.labels import LabelLimiter
+
+    limiter = LabelLimiter.from_settings(settings)  # one per runtime: both sinks fold alike
     if registry is not None:
         from costspan.exporters.prometheus import PrometheusMetrics
 
-        prometheus = PrometheusMetrics(registry)
+        prometheus = PrometheusMetrics(registry, limiter=limiter)
     else:
         prometheus = _prometheus_metrics()
+        prometheus.use_limiter(limiter)
     runtime.sinks.append(prometheus)
     meter = meter_provider.get_meter("costspan") if meter_provider is not None else None
-    runtime.sinks.append(OtlpMetrics(meter))
+    runtime.sinks.append(OtlpMetrics(meter, limiter=limiter))
     runtime.monitor = EstimationMonitor(runtime.counter, prometheus.record_estimation_error, _sample_rate(settings))
 
     from costspan.budgets import BudgetEngine

@@ -59,6 +59,9 @@ def launch(server: ProviderServer, tmp_path: Path, linger: float, **env: str) ->
         "COSTSPAN_STORE": f"sqlite:///{tmp_path / 'costspan.db'}",
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "EXAMPLE_LINGER_SECONDS": str(linger),
+        # OpenLLMetry's OpenAI instrumentation is installed as a test peer; these tests are about
+        # costspan's own instrumentor unless they say otherwise.
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",
         **env,
     }
     process = subprocess.Popen(
@@ -258,3 +261,34 @@ def test_an_exceeded_budget_alerts_through_prometheus_and_alertmanager(standin: 
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def priced_llm_spans(stdout: str) -> list[dict[str, Any]]:
+    return [s for s in console_spans(stdout) if s.get("attributes", {}).get("costspan.cost.status")]
+
+
+def test_a_peer_instrumentations_spans_are_priced_without_ours(standin: ProviderServer, tmp_path: Path) -> None:
+    """OpenLLMetry's opentelemetry-instrumentation-openai makes the spans; costspan's processor prices them."""
+    process, port = launch(standin, tmp_path, linger=3, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="costspan_openai")
+    samples = wait_for_calls(process, port)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    priced = priced_llm_spans(stdout)
+    assert len(priced) == CALLS
+    assert all(s["attributes"]["costspan.cost.status"] == "priced" for s in priced)
+    assert not any(s["name"].startswith(("chat ", "embeddings ")) for s in priced)  # none of ours
+    assert total(samples, "costspan_requests_total", provider="openai", outcome="success") == CALLS
+    assert total(samples, "costspan_tokens_total", provider="openai", type="input") == CALLS * 120
+    assert total(samples, "costspan_cost_usd_total", provider="openai") > 0
+
+
+def test_with_a_peer_and_ours_each_call_counts_once(standin: ProviderServer, tmp_path: Path) -> None:
+    process, port = launch(standin, tmp_path, linger=3, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="")
+    samples = wait_for_calls(process, port)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    assert len(priced_llm_spans(stdout)) == CALLS
+    assert total(samples, "costspan_requests_total") == CALLS
+    assert total(samples, "costspan_tokens_total", type="input") == CALLS * 120

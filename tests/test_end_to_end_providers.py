@@ -10,9 +10,9 @@ Each provider's stand-in answers with token counts of its own, so a call attribu
 provider, counted twice or missed shows up in the per-provider sums on /metrics.
 
 Two set-ups. As installed: the anthropic SDK traces itself, so its own span is the call's one span,
-and OpenLLMetry's Groq instrumentation (installed here as a test peer) makes the Groq spans while
-costspan's Groq wrapper steps aside; costspan prices those spans. Costspan alone:
-``ANTHROPIC_OPEN_TELEMETRY=false`` and the peer disabled, so costspan's own instrumentors make every
+and OpenLLMetry's Groq and OpenAI instrumentations (installed here as test peers) make those spans while
+costspan's wrappers step aside; costspan prices those spans. Costspan alone:
+``ANTHROPIC_OPEN_TELEMETRY=false`` and the peers disabled, so costspan's own instrumentors make every
 span. Either way each call has exactly one priced span.
 """
 
@@ -139,7 +139,7 @@ def served_tokens(server: ProviderServer) -> dict[str, tuple[int, int]]:
 
 SETUPS: dict[str, dict[str, str]] = {
     "as-installed": {},
-    "costspan-alone": {"ANTHROPIC_OPEN_TELEMETRY": "false", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "groq"},
+    "costspan-alone": {"ANTHROPIC_OPEN_TELEMETRY": "false", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "groq,openai"},
 }
 
 

@@ -1,24 +1,47 @@
-"""End to end with the real servers: a real Prometheus scrapes costspan's metric contract and
-evaluates the shipped rules; a real Alertmanager routes with the shipped config to a webhook the
-test runs. Every panel query and variable query of every dashboard runs against that Prometheus.
+"""End to end with the real servers: a real Prometheus scrapes costspan, evaluates the shipped rules
+and answers every panel query and variable query of every shipped dashboard; a real Alertmanager
+routes with the shipped config to a webhook the test runs.
 
-The scrape target is :class:`tests.fakes.prom_stack.FakeCostspanTarget` (exactly the contract
-names and labels, moving realistic values, every situation a panel shows). Scrape and rule
-evaluation every second keep the whole module around 20-30 seconds.
+Two scrape targets, each for what it proves:
+
+* :class:`tests.fakes.prom_stack.RealCostspanTarget`, for the dashboards and the rules: a real
+  costspan runtime (private registry, tests/harness.py) served with prometheus-client's
+  ``start_http_server`` while real calls through the instrumented openai SDK hit the local
+  provider stand-in: chats, streams, embeddings, an unpriced model, 500s and 429s, calls refused
+  by an enforced budget, features past their label cap. Every panel must be valid PromQL and
+  return data for that traffic; the core panels must return numbers.
+* :class:`tests.fakes.prom_stack.FakeCostspanTarget`, only for the alert timing scenario: a budget
+  must cross its levels *now*, with values the test pins (110 % here, 80 % there) and a projection
+  alert pending on a known pace; real traffic cannot stage that in seconds. The fake serves
+  exactly the real families and labels (tests/test_metrics_contract.py compares them).
+
+Scrape and rule evaluation every second keep the whole module around 30 seconds.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import yaml
 from costspan.dashboards import build
 
-from tests.fakes.prom_stack import FakeCostspanTarget, Stack, run_stack, wait_until
+from costspan import runtime as runtime_module
+from costspan.standin import ProviderServer
+from tests.fakes.prom_stack import (
+    REAL_TRAFFIC_YAML,
+    FakeCostspanTarget,
+    RealCostspanTarget,
+    Stack,
+    run_stack,
+    wait_until,
+)
+from tests.harness import make_harness
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +56,171 @@ SUBSTITUTIONS = {
     "$__interval": "2s",
 }
 VARIABLE = re.compile(r"\$(\w+)")
+# The panels a user opens first: they must show numbers for real traffic, not just "no error".
+CORE_PANELS = {
+    1: "spend today",
+    7: "spend by provider",
+    21: "budget utilization",
+    23: "budget utilization over time",
+    31: "requests by outcome",
+    34: "latency quantiles",
+    37: "tokens by type",
+}
 
 
 def substitute(expr: str) -> str:
     for name, value in SUBSTITUTIONS.items():
         expr = expr.replace(name, value)
     return VARIABLE.sub(".*", expr)  # every template variable at "All" (allValue .*)
+
+
+# -- the real costspan endpoint under real traffic ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_target(
+    tmp_path_factory: pytest.TempPathFactory, provider_server_session: ProviderServer, openai_instrumented: Any
+) -> Iterator[RealCostspanTarget]:
+    server = provider_server_session
+    server.reset()
+    harness = make_harness(
+        tmp_path_factory.mktemp("real-costspan"), REAL_TRAFFIC_YAML, COSTSPAN_ENDPOINTS=f"{server.base_url}/v1=openai"
+    )
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="test-key", max_retries=0)
+    target = RealCostspanTarget(harness, client, server).start()
+    yield target
+    target.stop()
+    runtime_module.reset()
+    server.reset()
+
+
+@pytest.fixture(scope="module")
+def real_stack(tmp_path_factory: pytest.TempPathFactory, real_target: RealCostspanTarget) -> Iterator[Stack]:
+    yield from run_stack(tmp_path_factory.mktemp("real-prom"), [real_target.address], [RULES])
+
+
+@pytest.fixture(scope="module")
+def real_warm(real_stack: Stack, real_target: RealCostspanTarget) -> Stack:
+    """Enough scrapes of moving counters for the 30 s rate windows, histograms and derivatives."""
+    prom = real_stack.prometheus
+    wait_until(prom.targets_up, 15, "the real costspan endpoint to be up")
+    for expr in (
+        "sum(rate(costspan_request_duration_seconds_count[30s])) > 0",
+        "sum(rate(costspan_time_to_first_chunk_seconds_count[30s])) > 0",
+        "sum(rate(costspan_estimation_error_ratio_count[30s])) > 0",
+        'sum(rate(costspan_requests_total{outcome="blocked"}[30s])) > 0',
+        "deriv(costspan_budget_spend_usd[1h]) > 0",
+    ):
+        prom.wait_for(expr, timeout=20)
+    assert not real_target.errors, real_target.errors
+    return real_stack
+
+
+def panel_queries(options: build.Options) -> list[tuple[str, int, str, dict[str, Any]]]:
+    return [
+        (name, panel["id"], panel["title"], target)
+        for name, dashboard in build.build_all(options).items()
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def numbers(result: list[dict[str, Any]]) -> list[float]:
+    """The finite values of an instant (vector) or range (matrix) result."""
+    raw = [v for series in result for v in ([series["value"]] if "value" in series else series["values"])]
+    return [x for _, text in raw if math.isfinite(x := float(text))]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [build.Options(), build.Options(lang="es", currency="EUR", per_usd=0.92)],
+    ids=["en-USD", "es-EUR"],
+)
+def test_every_panel_query_is_valid_and_returns_data_for_real_traffic(
+    real_warm: Stack, real_target: RealCostspanTarget, options: build.Options
+) -> None:
+    prom = real_warm.prometheus
+    empty, blank_core = [], []
+    results: dict[int, list[dict[str, Any]]] = {}
+    per_query: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for dashboard, panel_id, title, target in panel_queries(options):
+        expr = substitute(target["expr"])  # a PromQL error raises PromQLError here, naming the query
+        if target.get("instant"):
+
+            def instant(expr: str = expr) -> list[dict[str, Any]]:
+                return prom.query(expr)
+
+            result = wait_until(instant, 10, f"{dashboard} {panel_id}:{title}: {expr}")
+        else:
+            result = prom.query_range(expr, seconds=30)
+        results.setdefault(panel_id, []).extend(result)
+        per_query[(panel_id, target["refId"])] = result
+        if not result:
+            empty.append(f"{dashboard} panel {panel_id}:{title}: {expr}")
+        elif panel_id in CORE_PANELS and not numbers(result):
+            blank_core.append(f"{dashboard} panel {panel_id}:{title} (only NaN/Inf): {expr}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    assert not blank_core, "core panels without numbers:\n" + "\n".join(blank_core)
+    assert not real_target.errors, real_target.errors
+
+    def legend(panel_id: int, label: str) -> set[str]:
+        return {series["metric"].get(label, "") for series in results[panel_id]}
+
+    # The traffic's situations are visible as themselves, not merely as "some data".
+    assert legend(31, "outcome") == {"success", "error", "blocked"}
+    assert {"input", "output", "cache_read", "reasoning"} <= legend(37, "type")
+    assert legend(21, "budget") == {"global-daily", "capped-daily"}
+    for ref_id in "ABC":  # p50, p95 and p99 latency, each a number
+        assert numbers(per_query[(34, ref_id)]), f"latency query {ref_id} has no numbers"
+
+
+def test_every_variable_query_returns_values_for_real_traffic(real_warm: Stack) -> None:
+    pattern = re.compile(r"^label_values\((?P<match>.+),\s*(?P<label>\w+)\)$")
+    for name, dashboard in build.build_all().items():
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            parsed = pattern.match(variable["query"]["query"])
+            assert parsed, f"{name}: ${variable['name']} is not a label_values() query"
+            values = real_warm.prometheus.label_values(parsed["label"], substitute(parsed["match"]))
+            assert values, f"{name}: ${variable['name']} has no values"
+            assert "user" not in parsed["label"]
+
+
+def test_rules_evaluate_on_real_metrics_and_alert_on_what_the_traffic_does(real_warm: Stack) -> None:
+    prom = real_warm.prometheus
+
+    def all_evaluated() -> bool:
+        rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+        return bool(rules) and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
+
+    wait_until(all_evaluated, 10, "every rule to be evaluated once")
+    rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+    broken = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
+    assert not broken, broken
+    # Recording rules produce series (the 7-day baseline has no history yet, by design).
+    for record in ("provider_model_project:costspan_cost_usd:rate5m", "project:costspan_cost_usd:increase1h",
+                   "provider_model:costspan_requests:error_ratio5m", "costspan:quota_utilization:ratio",
+                   "costspan:budget_window_remaining_seconds", "costspan:budget_projected_spend_usd"):
+        prom.wait_for(record, timeout=10)
+
+    # The traffic blocks calls on an exceeded budget, calls an unpriced model and fails 2 calls in
+    # 10: those alerts fire (or wait out their ``for:``); the healthy budget stays quiet.
+    def states() -> dict[tuple[str, str], str] | None:
+        found = {(a["labels"]["alertname"], a["labels"].get("budget", "")): a["state"] for a in prom.alerts()}
+        wanted = {("CostspanBudgetExceeded", "capped-daily"), ("CostspanCallsBlocked", ""),
+                  ("CostspanUnpricedModelCalls", ""), ("CostspanHighErrorRate", "")}
+        return found if wanted <= set(found) else None
+
+    found = wait_until(states, 15, f"the alerts real traffic causes\n{prom.log()}")
+    assert found[("CostspanBudgetExceeded", "capped-daily")] == "firing"
+    assert found[("CostspanCallsBlocked", "")] == "firing"
+    assert found[("CostspanUnpricedModelCalls", "")] == "firing"
+    assert found[("CostspanHighErrorRate", "")] == "pending"  # for: 5m
+    assert not [key for key in found if key[1] == "global-daily"]
+
+
+# -- the fake target, for alert timing with pinned values --------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -60,74 +242,9 @@ def warm(stack: Stack) -> Stack:
     """Enough scrapes for the 30 s rate windows and every series the traffic makes."""
     prom = stack.prometheus
     wait_until(prom.targets_up, 15, "the scrape target to be up")
-    prom.wait_for("costspan_time_to_first_chunk_seconds_count > 0")
     prom.wait_for('sum(rate(costspan_requests_total{outcome="blocked"}[30s])) > 0')
     prom.wait_for("count_over_time(costspan_budget_spend_usd[30s]) > 3")
     return stack
-
-
-def panel_queries(options: build.Options) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (name, f"{panel['id']}:{panel['title']}", target)
-        for name, dashboard in build.build_all(options).items()
-        for panel in dashboard["panels"]
-        for target in panel["targets"]
-    ]
-
-
-def test_rules_load_and_evaluate_without_errors(warm: Stack) -> None:
-    groups = warm.prometheus.api("rules")["groups"]
-    names = {g["file"].rsplit("/", 1)[-1]: [r["name"] for r in g["rules"]] for g in groups}
-    assert names, "no rule groups loaded"
-
-    def all_evaluated() -> bool:
-        rules = [r for g in warm.prometheus.api("rules")["groups"] for r in g["rules"]]
-        return all(r.get("lastEvaluation", "").startswith("20") for r in rules)
-
-    wait_until(all_evaluated, 10, "every rule to be evaluated once")
-    rules = [r for g in warm.prometheus.api("rules")["groups"] for r in g["rules"]]
-    broken = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
-    assert not broken, broken
-    # Recording rules produce series (the 7-day baseline has no history yet, by design).
-    for record in ("provider_model_project:costspan_cost_usd:rate5m", "project:costspan_cost_usd:increase1h",
-                   "provider_model:costspan_requests:error_ratio5m", "costspan:quota_utilization:ratio",
-                   "costspan:budget_window_remaining_seconds", "costspan:budget_projected_spend_usd"):
-        warm.prometheus.wait_for(record, timeout=10)
-
-
-@pytest.mark.parametrize(
-    "options",
-    [build.Options(), build.Options(lang="es", currency="EUR", per_usd=0.92)],
-    ids=["en-USD", "es-EUR"],
-)
-def test_every_panel_query_is_valid_and_returns_data(warm: Stack, options: build.Options) -> None:
-    prom = warm.prometheus
-    empty = []
-    for dashboard, panel, target in panel_queries(options):
-        expr = substitute(target["expr"])
-        if target.get("instant"):
-
-            def instant(expr: str = expr) -> list[dict[str, Any]]:
-                return prom.query(expr)
-
-            result = wait_until(instant, 10, f"{dashboard} {panel}: {expr}")
-        else:
-            result = prom.query_range(expr, seconds=30)
-        if not result:
-            empty.append(f"{dashboard} panel {panel}: {expr}")
-    assert not empty, "panels without data:\n" + "\n".join(empty)
-
-
-def test_every_variable_query_returns_values(warm: Stack) -> None:
-    pattern = re.compile(r"^label_values\((?P<match>.+),\s*(?P<label>\w+)\)$")
-    for name, dashboard in build.build_all().items():
-        for variable in dashboard["templating"]["list"]:
-            if variable["type"] != "query":
-                continue
-            parsed = pattern.match(variable["query"]["query"])
-            assert parsed, f"{name}: ${variable['name']} is not a label_values() query"
-            values = warm.prometheus.label_values(parsed["label"], substitute(parsed["match"]))
-            assert values, f"{name}: ${variable['name']} has no values"
 
 
 def test_budget_crossing_fires_and_alertmanager_delivers(warm: Stack, target: FakeCostspanTarget) -> None:

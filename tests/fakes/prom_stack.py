@@ -504,13 +504,14 @@ metrics:
 estimation:
   sample_rate: 1.0
 budgets:
-  - {name: global-daily, limit_usd: 50, window: day}
+  - {name: global-daily, limit_usd: 5000, window: day}
   - {name: capped-daily, match: {project: capped}, limit_usd: 0.000001, window: day, enforce: true}
 quotas:
   - {name: openai-tier, match: {provider: openai}, requests_per_minute: 100000, tokens_per_day: 100000000}
 """
 """Settings for :class:`RealCostspanTarget`: a budget that keeps spending (so it has a time to
-exhaustion), one that blocks its project after its first call, a quota, every reported call
+exhaustion) at a pace far below its limit (so its alerts, the projection included, stay quiet),
+one that blocks its project after its first call, a quota, every reported call
 re-counted (estimation error samples) and a feature cap the traffic passes (folded values)."""
 
 REAL_MESSAGES: Any = [{"role": "user", "content": "Summarise the customer's ticket in one line."}]
