@@ -89,9 +89,12 @@ class ChatChunkObserver:
     Gemini and Ollama, instead of being taken as zero.
     """
 
-    __slots__ = ("_finish", "_id", "_model", "_texts", "_tier", "_usage")
+    __slots__ = ("_finish", "_groq", "_id", "_model", "_texts", "_tier", "_usage")
 
     def __init__(self, request: Request) -> None:
+        self._groq = request.provider == "groq"
+        """Only Groq's chunks carry ``x_groq``; asking an OpenAI chunk for it costs a pydantic
+        ``AttributeError`` per chunk."""
         self._texts: list[str] = []
         self._finish: list[str] = []
         self._usage: Any = None
@@ -114,7 +117,7 @@ class ChatChunkObserver:
                 if reason:
                     self._finish.append(str(reason))
         usage = field(chunk, "usage")
-        if usage is None:
+        if usage is None and self._groq:
             usage = field(field(chunk, "x_groq"), "usage")
         if usage is not None:
             self._usage = usage
