@@ -45,9 +45,9 @@ class Runtime:
     service_name: str = "unknown_service"
     reservations: dict[int, object] = field(default_factory=dict)
     prompt_salt: bytes | None = None
+    """Set when ``ledger.prompt_hashes`` is on: instrumentors then hash each request's messages."""
     meter_provider: Any = None
     """Flushed first on close, while the budget store can still answer the gauges' callbacks."""
-    """Set when ``ledger.prompt_hashes`` is on: instrumentors then hash each request's messages."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _errors_logged: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)

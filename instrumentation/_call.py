@@ -40,7 +40,7 @@ class Request:
     server_address: str | None = None
     server_port: int | None = None
     messages: Any = None
-    """Request content, kept in memory only (never on the span unless content capture is on)."""
+    """Request content, kept in memory only for token counting and the prompt hash; never on the span."""
     max_tokens: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
 
@@ -123,13 +123,15 @@ class LLMCall:
             if self._ended:
                 return
             self._ended = True
-        try:
+        try:  # runs in the application's own ``except``: nothing may escape from here
             if partial is not None:
                 self._record(partial)
             self.span.set_attribute(A.ERROR_TYPE, _error_type(exc))
-            self.span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+            self.span.set_status(Status(StatusCode.ERROR, _describe(exc)))
             if not isinstance(exc, BudgetExceededError):
                 self.runtime.release(self.runtime.take_reservation(self.span.get_span_context().span_id))
+        except Exception:
+            self.runtime.log_once("recording a failed call")
         finally:
             self.span.end()
 
@@ -215,19 +217,26 @@ def _open_span(runtime: Runtime, request: Request) -> Span:
 
 
 def precheck(runtime: Runtime, request: Request) -> object | None:
-    """Ask the budgets before the request leaves: the reservation to settle, or BudgetExceededError."""
+    """Ask the budgets before the request leaves: the reservation to settle, or BudgetExceededError.
+
+    Nothing else escapes: a fault while estimating the worst case checks the call without it.
+    """
     if runtime.budgets is None:
         return None
     who = attribution.current()
     input_tokens = 0
     worst_case: int | None = None
-    if request.messages is not None and runtime.budgets.wants_input_estimate():
-        input_tokens = runtime.counter.count_messages(request.model, request.messages)
-        # The worst case: the request's max_tokens, else the cap a reserving budget configures.
-        max_output = request.max_tokens if request.max_tokens is not None else runtime.budgets.output_token_cap()
-        if max_output is not None:
-            worst = Usage(input_tokens=input_tokens, output_tokens=max_output)
-            worst_case = runtime.pricer.quote(request.provider, request.model, worst).total_nanos
+    try:
+        if request.messages is not None and runtime.budgets.wants_input_estimate():
+            input_tokens = runtime.counter.count_messages(request.model, request.messages)
+            # The worst case: the request's max_tokens, else the cap a reserving budget configures.
+            max_output = request.max_tokens if request.max_tokens is not None else runtime.budgets.output_token_cap()
+            if max_output is not None:
+                worst = Usage(input_tokens=input_tokens, output_tokens=max_output)
+                worst_case = runtime.pricer.quote(request.provider, request.model, worst).total_nanos
+    except Exception:
+        runtime.log_once("estimating the worst case")
+        input_tokens, worst_case = 0, None
     facts = CallFacts(
         provider=request.provider,
         request_model=request.model,
@@ -296,6 +305,14 @@ def _message_count(messages: object) -> int:
     if isinstance(messages, (list, tuple)) and messages and isinstance(messages[0], dict):
         return len(messages)
     return 0
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's message for the span status; an exception whose ``__str__`` fails still ends it."""
+    try:
+        return str(exc)[:200]
+    except Exception:
+        return type(exc).__name__
 
 
 def _error_type(exc: BaseException) -> str:

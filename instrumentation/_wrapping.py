@@ -108,7 +108,10 @@ def _hold(runtime: Runtime, request: Request) -> ReservationHold | None:
     try:
         reservation = precheck(runtime, request)
     except BudgetExceededError as exc:
-        LLMCall.refused(runtime, request, exc)
+        try:
+            LLMCall.refused(runtime, request, exc)
+        except Exception:
+            log_once("recording a refused call")
         raise
     return None if reservation is None else ReservationHold(runtime, request, reservation)
 
@@ -142,7 +145,7 @@ async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any
     runtime = runtime_module.get()
     budgets = runtime.budgets if runtime is not None else None
     if budgets is not None and budgets.precheck_does_io():
-        call = await asyncio.to_thread(_begin, operation, instance, args, kwargs)
+        call = await _begin_off_loop(operation, instance, args, kwargs)
     else:
         call = _begin(operation, instance, args, kwargs)
     if call is None:
@@ -157,6 +160,25 @@ async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any
     finally:
         otel_context.detach(token)
     return _finish(operation, call, result, is_async=True)
+
+
+async def _begin_off_loop(operation: Operation, instance: Any, args: Any, kwargs: Any) -> Call | None:
+    """``_begin`` in a worker thread. If the caller is cancelled meanwhile, the call it began is ended
+    (and its reservation released) when the thread finishes, instead of being left open."""
+    begun = asyncio.ensure_future(asyncio.to_thread(_begin, operation, instance, args, kwargs))
+    try:
+        return await asyncio.shield(begun)
+    except asyncio.CancelledError:
+        begun.add_done_callback(_abandon)
+        raise
+
+
+def _abandon(begun: asyncio.Future[Call | None]) -> None:
+    if begun.cancelled() or begun.exception() is not None:
+        return
+    call = begun.result()
+    if call is not None:
+        call.fail(asyncio.CancelledError())
 
 
 def run_sync(operation: Operation, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

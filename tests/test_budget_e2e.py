@@ -216,3 +216,64 @@ budgets:
     assert waited >= 0.3  # the call really waited for the lock
     assert longest_gap < 0.15  # and the loop ran its other task all along
     assert provider_server.request_count == 2
+
+
+def test_a_call_cancelled_while_its_budget_check_waits_is_ended_and_released(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    provider_server: ProviderServer,  # noqa: F811
+    spans: InMemorySpanExporter,
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import sqlite3
+    import threading
+
+    import openai
+
+    store = tmp_path / "budgets.db"
+    harness = make_runtime(
+        f"""
+endpoints:
+  {provider_server.base_url.rstrip("/")}/v1: openai
+quotas:
+  - {{name: two-a-day, requests_per_day: 2, enforce: true}}
+""",
+        COSTSPAN_STORE=f"sqlite:///{store}",
+    )
+    harness.runtime.budgets.status()  # creates the store's schema
+    client = openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="k", max_retries=0)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(store, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(5)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    locked.wait(5)
+
+    async def cancelled_then_retried() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES), 0.2)
+        release.set()
+        await asyncio.to_thread(holder.join)
+        for _ in range(100):  # the worker thread ends the abandoned call once the lock is free
+            if spans.get_finished_spans():
+                break
+            await asyncio.sleep(0.02)
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    asyncio.run(cancelled_then_retried())
+
+    abandoned, completed = spans.get_finished_spans()
+    assert (abandoned.attributes or {})[A.ERROR_TYPE] == "CancelledError"
+    assert (completed.attributes or {}).get(A.ERROR_TYPE) is None
+    assert provider_server.request_count == 1
+    # The abandoned call's reservation was settled when its span ended: one count each, not three.
+    (quota,) = harness.runtime.budgets.status()
+    assert quota.used == 2
