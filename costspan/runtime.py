@@ -362,6 +362,9 @@ def reset() -> None:
         _runtime, _disabled = None, False
 
 
+SIGTERM_FLUSH_SECONDS = 10.0
+
+
 def _install_shutdown(runtime: Runtime) -> None:
     atexit.register(runtime.close)
     if threading.current_thread() is not threading.main_thread():
@@ -376,7 +379,12 @@ def _install_shutdown(runtime: Runtime) -> None:
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         current = _runtime
         if current is not None:
-            current.close()
+            # On a thread, with a deadline: the signal may have interrupted this thread inside
+            # costspan's own code, holding a lock the flush needs. Better to exit without the last
+            # flush than to hang the shutdown.
+            closer = threading.Thread(target=current.close, name="costspan-sigterm", daemon=True)
+            closer.start()
+            closer.join(SIGTERM_FLUSH_SECONDS)
         if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:

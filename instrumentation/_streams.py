@@ -8,6 +8,8 @@ or is abandoned (garbage-collected unfinished), whichever comes first.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -109,7 +111,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
     def __del__(self) -> None:
         state = getattr(self, "_self_state", None)
         if state is not None and not state.finished:
-            state.finish()
+            _finish_abandoned(state)
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):
@@ -158,7 +160,14 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
     def __del__(self) -> None:
         state = getattr(self, "_self_state", None)
         if state is not None and not state.finished:
-            state.finish()
+            _finish_abandoned(state)
+
+
+def _finish_abandoned(state: _StreamState) -> None:
+    """End an abandoned stream's call on another thread: the collector runs ``__del__`` wherever it
+    happens to run, possibly inside costspan's own code holding the budget store's lock."""
+    with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
+        threading.Thread(target=state.finish, name="costspan-abandoned-stream", daemon=True).start()
 
 
 def wrap_stream(

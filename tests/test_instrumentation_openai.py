@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,12 @@ def only_llm_span(spans: InMemorySpanExporter) -> ReadableSpan:
     found = [s for s in spans.get_finished_spans() if s.attributes and A.REQUEST_MODEL in s.attributes]
     assert len(found) == 1, [s.name for s in found]
     return found[0]
+
+
+def wait_for_spans(spans: InMemorySpanExporter, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(spans.get_finished_spans()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def without_ids(chunk: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +170,7 @@ def test_abandoned_stream_ends_its_span_with_what_was_seen(
     assert first.choices
     del stream
     gc.collect()
+    wait_for_spans(spans, 1)  # ended on a thread of its own (see _streams._finish_abandoned)
 
     span = only_llm_span(spans)
     assert (span.attributes or {})[A.USAGE_SOURCE] == "estimated"
