@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -167,7 +168,8 @@ _disabled = False
 _build_lock = threading.Lock()
 _processor: Any = None
 _private_provider: TracerProvider | None = None
-_attached: set[int] = set()
+_attached: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+"""Providers the processor is on; weak, so a collected provider's id reused by a new one is not mistaken."""
 
 
 def _account(facts: CallFacts, reservation: object | None) -> Accounted | None:
@@ -201,17 +203,17 @@ def attach(provider: object) -> bool:
     """Add the processor and sampler guard to an SDK TracerProvider, once. False if not an SDK one."""
     if not isinstance(provider, TracerProvider):
         return False
-    if id(provider) in _attached:
+    if provider in _attached:
         return True
     span_processor = processor()
     with _build_lock:
-        if id(provider) in _attached:
+        if provider in _attached:
             return True
         from costspan.processors.sampler_guard import guard
 
         guard(provider)
         provider.add_span_processor(span_processor)
-        _attached.add(id(provider))
+        _attached.add(provider)
     return True
 
 
@@ -224,12 +226,12 @@ def tracer_provider(service_name: str) -> TracerProvider:
     global _private_provider
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
-        if id(provider) not in _attached:
+        if provider not in _attached:
             attach(provider)
         return provider
     if _private_provider is None:
         private = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        private.add_span_processor(processor())
+        attach(private)  # the sampler guard too: OTEL_TRACES_SAMPLER=always_off must not drop accounting
         with _build_lock:
             if _private_provider is None:
                 _private_provider = private

@@ -40,7 +40,9 @@ def configure(
     Raises :class:`costspan.ConfigError` on a bad configuration: an explicit call deserves an
     explicit error, unlike the automatic hooks, which log it and stand aside.
     """
-    runtime = runtime_module.build(settings or load_settings(), meter_provider=meter_provider)
+    settings = settings or load_settings()  # a bad file raises here, before the running setup is touched
+    runtime_module.reset()  # the old runtime lets go of the /metrics port before the new one binds it
+    runtime = runtime_module.build(settings, meter_provider=meter_provider)
     runtime_module.install(runtime)
     runtime.attach(tracer_provider or trace.get_tracer_provider())
     return runtime

@@ -91,12 +91,25 @@ def _auth(settings: Settings, section: Mapping[str, Any]) -> tuple[str, str] | N
     return auth["username"], password
 
 
+def _tls(settings: Settings, section: Mapping[str, Any]) -> ssl.SSLContext | None:
+    certfile, keyfile = section.get("certfile"), section.get("keyfile")
+    if not certfile and not keyfile:
+        return None
+    if not (certfile and keyfile):
+        raise ConfigError(settings.source, "prometheus.certfile", "TLS needs both certfile and keyfile")
+    try:
+        return _get_ssl_ctx(certfile, keyfile, ssl.PROTOCOL_TLS_SERVER)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(settings.source, "prometheus.certfile", f"cannot load the certificate: {exc}") from exc
+
+
 def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> ThreadingWSGIServer | None:
     """Start the endpoint in a daemon thread; None when another process already serves the port."""
     assert settings.prometheus_port is not None
     section = settings.section("prometheus") or {}
     app: WSGIApp = make_wsgi_app(registry)
     credentials = _auth(settings, section)
+    context = _tls(settings, section)  # checked before the port is bound, so a bad file leaks no socket
     if credentials is not None:
         app = with_basic_auth(app, *credentials)
 
@@ -116,11 +129,7 @@ def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> Threadi
                 settings.prometheus_addr, settings.prometheus_port, exc,
             )
         return None
-    certfile, keyfile = section.get("certfile"), section.get("keyfile")
-    if certfile and keyfile:
-        context = _get_ssl_ctx(certfile, keyfile, ssl.PROTOCOL_TLS_SERVER)
+    if context is not None:
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    elif certfile or keyfile:
-        raise ConfigError(settings.source, "prometheus.certfile", "TLS needs both certfile and keyfile")
     threading.Thread(target=httpd.serve_forever, name="costspan-metrics", daemon=True).start()
     return httpd

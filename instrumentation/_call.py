@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -288,16 +289,16 @@ class ReservationHold:
         self.runtime.release(reservation)
 
 
-_tracers: dict[int, trace.Tracer] = {}
+_tracers: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
 
 
 def _tracer(provider: trace.TracerProvider) -> trace.Tracer:
     """One tracer per provider: the SDK builds a new Tracer object on every ``get_tracer`` call."""
-    tracer = _tracers.get(id(provider))
+    tracer = _tracers.get(provider)
     if tracer is None:
         from costspan import __version__
 
-        tracer = _tracers[id(provider)] = provider.get_tracer(_TRACER_NAME, __version__)
+        tracer = _tracers[provider] = provider.get_tracer(_TRACER_NAME, __version__)
     return tracer
 
 

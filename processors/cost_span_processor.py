@@ -14,6 +14,7 @@ LLM span above it gets ``costspan.cost.counted_in`` instead of a second charge.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -77,6 +78,10 @@ class CostSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         self._inflight.pop(span.context.span_id, None)
+        # Drop the hook: its closure refers to the span, a cycle that would leave every span of the
+        # process to the cycle collector instead of reference counting.
+        with contextlib.suppress(AttributeError, TypeError):
+            vars(span).pop("end", None)
 
     def shutdown(self) -> None:
         self._inflight.clear()

@@ -292,3 +292,28 @@ def test_with_a_peer_and_ours_each_call_counts_once(standin: ProviderServer, tmp
     assert len(priced_llm_spans(stdout)) == CALLS
     assert total(samples, "costspan_requests_total") == CALLS
     assert total(samples, "costspan_tokens_total", type="input") == CALLS * 120
+
+
+def test_counted_with_no_tracing_set_up_and_the_sampler_off(standin: ProviderServer, tmp_path: Path) -> None:
+    """No tracer provider at all (costspan keeps a private one) and OTEL_TRACES_SAMPLER=always_off."""
+    script = (
+        "import openai\n"
+        "from prometheus_client import REGISTRY\n"
+        "from costspan.instrumentation.openai import OpenAIInstrumentor\n"
+        "OpenAIInstrumentor().instrument()\n"
+        "openai.OpenAI(max_retries=0).chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', "
+        "'content': 'hi'}])\n"
+        "print(REGISTRY.get_sample_value('costspan_requests_total', {'provider': 'openai', 'model': 'gpt-4o-mini',"
+        " 'operation': 'chat', 'outcome': 'success', 'error_type': ''}))\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("COSTSPAN_", "OTEL_"))},
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": f"{standin.base_url}/v1",
+        "COSTSPAN_ENDPOINTS": f"{standin.base_url}/v1=openai",
+        "COSTSPAN_STORE": "memory://",
+        "OTEL_TRACES_SAMPLER": "always_off",
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "1.0"

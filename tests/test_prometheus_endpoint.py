@@ -170,3 +170,14 @@ def test_prefork_workers_sum_into_one_endpoint(tmp_path: Path) -> None:
         first.wait()
     line = next(line for line in body.splitlines() if line.startswith("costspan_requests_total{"))
     assert line.endswith(" 7.0")  # 3 + 4 calls from two workers
+
+
+def test_an_unreadable_certificate_is_a_config_error_and_binds_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "costspan.yaml"
+    config.write_text(f"prometheus:\n  certfile: {tmp_path / 'missing.crt'}\n  keyfile: {tmp_path / 'missing.key'}\n")
+    port = free_port()
+    settings = load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_PROMETHEUS_PORT": str(port)})
+    with pytest.raises(ConfigError, match=r"prometheus\.certfile.*cannot load"):
+        serve(settings, registry_with_sample())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # still free: nothing was left bound
