@@ -25,6 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from costspan.accounting import Accounted, ChargeResult, Sink
+from costspan.errors import ConfigError
 from costspan.estimation import EstimationMonitor, TokenCounter
 from costspan.pricing import PRICED, UNPRICED, Pricer, Quote
 from costspan.providers import is_local_endpoint
@@ -322,8 +323,13 @@ def _register_budget_metrics(runtime: Runtime, registry: Any, meter: Any) -> Non
 
 
 def _sample_rate(settings: Settings) -> float:
+    """``estimation.sample_rate``: the share of calls re-counted locally to measure the estimator."""
     section = settings.section("estimation") or {}
-    rate = section.get("sample_rate", 0.1) if isinstance(section, dict) else 0.1
+    if not isinstance(section, dict):
+        raise ConfigError(settings.source, "estimation", "expected a mapping like {sample_rate: 0.1}")
+    rate = section.get("sample_rate", 0.1)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise ConfigError(settings.source, "estimation.sample_rate", f"expected a share from 0 to 1, got {rate!r}")
     return float(rate)
 
 

@@ -158,15 +158,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(source, "prometheus", "expected a mapping")
     port_value = env.get("COSTSPAN_PROMETHEUS_PORT") or prom.get("port")
     port: int | None = None
+    port_source, port_key = (
+        (ENV_SOURCE, "COSTSPAN_PROMETHEUS_PORT") if env.get("COSTSPAN_PROMETHEUS_PORT") else (source, "prometheus.port")
+    )
     if port_value not in (None, ""):
         try:
             port = int(str(port_value))
         except ValueError as exc:
-            raise ConfigError(
-                source, "COSTSPAN_PROMETHEUS_PORT", f"expected a port number, got {port_value!r}"
-            ) from exc
+            raise ConfigError(port_source, port_key, f"expected a port number, got {port_value!r}") from exc
         if not 0 <= port <= 65535:
-            raise ConfigError(source, "COSTSPAN_PROMETHEUS_PORT", f"port {port} out of range")
+            raise ConfigError(port_source, port_key, f"port {port} out of range")
     addr = env.get("COSTSPAN_PROMETHEUS_ADDR") or prom.get("addr") or "127.0.0.1"
 
     def flag(env_name: str, key: str, default: bool) -> bool:
@@ -181,9 +182,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(ledger_raw, dict):
         raise ConfigError(source, "ledger", "expected a mapping")
     ledger_env = env.get("COSTSPAN_LEDGER")
-    ledger_enabled = (
-        _parse_bool(ledger_env, ENV_SOURCE, "COSTSPAN_LEDGER") if ledger_env else bool(ledger_raw.get("enabled", True))
-    )
+    ledger_yaml = ledger_raw.get("enabled", True)
+    if not isinstance(ledger_yaml, bool):
+        raise ConfigError(source, "ledger.enabled", f"expected true or false, got {ledger_yaml!r}")
+    ledger_enabled = _parse_bool(ledger_env, ENV_SOURCE, "COSTSPAN_LEDGER") if ledger_env else ledger_yaml
 
     endpoints = _parse_endpoints(env, raw, source)
 

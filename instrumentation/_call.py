@@ -7,6 +7,7 @@ processor prices the span when it ends. Everything here is shared by every provi
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import weakref
@@ -187,6 +188,10 @@ class LLMCall:
                 values[A.REASONING_TOKENS] = usage.reasoning_tokens
             if usage.images:
                 values[A.IMAGE_COUNT] = usage.images
+        if runtime.settings.capture_content and response.output_texts:
+            values[A.OUTPUT_MESSAGES] = _as_json(
+                [{"role": "assistant", "parts": [{"type": "text", "content": "".join(response.output_texts)}]}]
+            )
         span.set_attributes(values)
 
     def _estimate(self, output_texts: list[str]) -> Usage:
@@ -212,6 +217,8 @@ def _open_span(runtime: Runtime, request: Request) -> Span:
     attrs.update(request.attributes)
     if runtime.prompt_salt is not None and request.messages is not None:
         attrs[A.PROMPT_HASH] = hash_messages(request.messages, runtime.prompt_salt)
+    if runtime.settings.capture_content and request.messages is not None:
+        attrs[A.INPUT_MESSAGES] = _as_json(request.messages)
     return _tracer(runtime.tracer_provider()).start_span(
         f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
     )
@@ -306,6 +313,11 @@ def _message_count(messages: object) -> int:
     if isinstance(messages, (list, tuple)) and messages and isinstance(messages[0], dict):
         return len(messages)
     return 0
+
+
+def _as_json(content: object) -> str:
+    """Content as the span attribute semconv describes: JSON; SDK objects through ``str``."""
+    return json.dumps(content, ensure_ascii=False, default=str)
 
 
 def _describe(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,10 +230,19 @@ def test_export_all_writes_rules_alertmanager_and_provisioning(tmp_path: Path,
     files = {str(Path(p).relative_to(out)) for p in report["files"]}
     assert files == {
         *DASHBOARD_FILES, "prometheus/costspan-rules.yml", "alertmanager/alertmanager.yml",
+        "prometheus/costspan-rules.test.yml", "prometheus/costspan-rules-spike.test.yml",
         "provisioning/datasource.yaml", "provisioning/dashboards.yaml",
     }
     assert (out / "prometheus" / "costspan-rules.yml").read_text() == (
         build.HERE / "prometheus" / "costspan-rules.yml").read_text()
+    # The rule tests run where they were exported, as the README tells users to run them.
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        result = subprocess.run(
+            [promtool, "test", "rules", "costspan-rules.test.yml", "costspan-rules-spike.test.yml"],
+            cwd=out / "prometheus", capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_export_reports_unwritable_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -329,3 +329,27 @@ def test_uninstrument_restores_the_sdk() -> None:
     assert isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper)
     if not was_instrumented:
         instrumentor.uninstrument()
+
+
+def test_content_is_captured_only_when_turned_on(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    openai_client: openai.OpenAI,
+    provider_server: ProviderServer,
+    spans: InMemorySpanExporter,
+) -> None:
+    endpoint = f"{provider_server.base_url}/v1=openai"
+    provider_server.enqueue(Scenario(text="Olá, Lisboa!"), times=2)
+
+    make_runtime(COSTSPAN_ENDPOINTS=endpoint)
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    default = only_llm_span(spans).attributes or {}
+    assert A.INPUT_MESSAGES not in default and A.OUTPUT_MESSAGES not in default
+    assert not any("Lisbon" in str(value) or "Lisboa" in str(value) for value in default.values())
+
+    spans.clear()
+    make_runtime(COSTSPAN_ENDPOINTS=endpoint, COSTSPAN_CAPTURE_CONTENT="true")
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    captured = only_llm_span(spans).attributes or {}
+    assert json.loads(str(captured[A.INPUT_MESSAGES])) == MESSAGES
+    assert json.loads(str(captured[A.OUTPUT_MESSAGES]))[0]["parts"][0]["content"] == "Olá, Lisboa!"

@@ -18,7 +18,7 @@ from costspan.dashboards import build
 
 # Companion files written by --all, from the package data, into subfolders of DIR.
 COMPANIONS = (
-    ("prometheus", "prometheus", ("costspan-rules.yml",)),
+    ("prometheus", "prometheus", ("costspan-rules.yml", "costspan-rules.test.yml", "costspan-rules-spike.test.yml")),
     ("alertmanager", "alertmanager", ("alertmanager.yml",)),
     ("grafana/provisioning", "provisioning", ("datasource.yaml", "dashboards.yaml")),
 )
