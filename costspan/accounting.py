@@ -38,12 +38,6 @@ class ChargeResult:
     crossings: tuple[ThresholdCrossing, ...] = ()
 
 
-class BudgetCharger(Protocol):
-    def charge(self, facts: CallFacts, quote: Quote, reservation: object | None = None) -> ChargeResult:
-        """Add the call's cost and tokens to every budget and quota it matches."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class Accounted:
     facts: CallFacts

@@ -117,11 +117,6 @@ class Panel:
     minimum: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def is_cost(self) -> bool:
-        return any(q.cost for q in self.queries)
-
-
 def load_texts(lang: str) -> dict[str, str]:
     """The titles and descriptions in ``lang``; English fills any key a translation lacks."""
     texts: dict[str, str] = json.loads((I18N_DIR / "en.json").read_text(encoding="utf-8"))

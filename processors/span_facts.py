@@ -16,8 +16,6 @@ from costspan.usage import CallFacts, Usage
 
 DECLARED_COST = "costspan.cost.declared_usd"
 
-# Span-name prefixes of instrumentations that mark GenAI spans only by name at first.
-_MARKER_PREFIXES = ("gen_ai.", "llm.")
 _OPERATION_ALIASES = {
     "completion": "text_completion",
     "chat.completions": "chat",

@@ -26,13 +26,18 @@ WORKER = textwrap.dedent(
     from datetime import datetime, timezone
     from costspan.accounting import Accounted
     from costspan.exporters.ledger import LedgerSink
-    from costspan.ledger.shutdown import install_sigterm_flush
+    import signal
     from costspan.pricing import Quote
     from costspan.usage import CallFacts, Usage
 
     path, proc, threads, calls, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     sink = LedgerSink(path, f"worker-{proc}", batch_rows=64, flush_seconds=0.2)
-    install_sigterm_flush(sink.close)
+    def on_sigterm(signum, frame):  # what the runtime's own handler does: flush, then die of SIGTERM
+        sink.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     def cost(p, t, i):
         return 1 + (p * 7919 + t * 104729 + i * 1299709) % 987654  # distinct, deterministic nanos

@@ -20,12 +20,13 @@ from costspan.cli import advise as advise_cli
 from costspan.cli import export as export_cli
 from costspan.cli import prune as prune_cli
 from costspan.cli import report as report_cli
-from costspan.ledger import export, schema, synthetic
+from costspan.ledger import export, schema
 from costspan.ledger.periods import Period, resolve
 from costspan.ledger.query import Filters, grouped, latency_percentile
 from costspan.ledger.report import build
 from costspan.ledger.rows import to_us
 from costspan.ledger.store import insert_rows
+from tests import ledger_synthetic as synthetic
 
 NY = ZoneInfo("America/New_York")
 UTC = timezone.utc

@@ -28,10 +28,6 @@ class LedgerConfig:
     batch_rows: int = DEFAULT_BATCH_ROWS
     flush_seconds: float = DEFAULT_FLUSH_SECONDS
 
-    @property
-    def directory(self) -> Path:
-        return self.path.parent
-
 
 def sqlite_path(store_url: str) -> Path | None:
     """The file of a ``sqlite:///path`` URL (``sqlite:////abs`` and ``sqlite:///rel`` both work)."""

@@ -269,7 +269,6 @@ class ProviderServer:
         self._initial_aliases = dict(model_aliases or {})
         self.model_aliases: dict[str, str] = dict(self._initial_aliases)
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._queue: list[Scenario] = []
         self._default = Scenario()
@@ -386,21 +385,6 @@ class ProviderServer:
                 raise LookupError("no request received yet")
             return self._requests[-1]
 
-    def requests_to(self, route_prefix: str) -> list[RecordedRequest]:
-        """Requests whose route name starts with ``route_prefix`` (e.g. ``"openai.chat"``, ``"gemini"``)."""
-        return [r for r in self.requests if r.route and r.route.startswith(route_prefix)]
-
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until ``count`` requests arrived (for code that calls from other threads)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self._requests) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{len(self._requests)} of {count} requests after {timeout}s")
-                self._changed.wait(remaining)
-            return list(self._requests)
-
     def _record(
         self,
         method: str,
@@ -411,14 +395,13 @@ class ProviderServer:
         raw: bytes,
         route_name: str | None,
     ) -> tuple[Scenario, int]:
-        with self._changed:
+        with self._lock:
             scenario = self._default
             for index, queued in enumerate(self._queue):
                 if queued.path_contains is None or queued.path_contains in path:
                     scenario = self._queue.pop(index)
                     break
             self._requests.append(RecordedRequest(method, path, query, headers, body, raw, route_name, scenario))
-            self._changed.notify_all()
             return scenario, len(self._requests)
 
 
