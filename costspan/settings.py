@@ -50,6 +50,8 @@ class Settings:
     """The YAML file the settings came from, or ``environment``; used in every error message."""
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     store_url: str = "memory://"
+    """``load_settings`` fills in the real default (SQLite under the state directory); a ``Settings``
+    built by hand, as tests do, keeps its state in memory."""
     prometheus_port: int | None = None
     prometheus_addr: str = "127.0.0.1"
     enforce: bool = True

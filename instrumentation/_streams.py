@@ -8,6 +8,7 @@ or is abandoned (garbage-collected unfinished), whichever comes first.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from typing import Any, Protocol
 
 import wrapt
 from costspan.instrumentation._call import Response
+
+from costspan.runtime import Runtime
 
 
 class StreamedCall(Protocol):
@@ -36,13 +39,15 @@ class ChunkObserver(Protocol):
 
 
 class _StreamState:
-    __slots__ = ("call", "finished", "log_error", "observer")
+    __slots__ = ("call", "finished", "log_error", "observer", "off_loop")
 
     def __init__(self, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None]) -> None:
         self.call = call
         self.observer = observer
         self.finished = False
         self.log_error = log_error
+        self.off_loop = ends_off_loop(getattr(call, "runtime", None))
+        """Ending the call charges the budget store; an async stream then ends it in a worker thread."""
 
     def on_chunk(self, chunk: Any) -> None:
         try:
@@ -70,6 +75,22 @@ class _StreamState:
         except Exception:
             self.log_error("stream end")
             return None
+
+
+    async def finish_async(self, error: BaseException | None = None) -> None:
+        """``finish`` for async streams: off the event loop when the charge may wait on the store. The
+        worker thread completes even if this await is cancelled."""
+        if self.finished:
+            return
+        if self.off_loop:
+            await asyncio.to_thread(self.finish, error)
+        else:
+            self.finish(error)
+
+
+def ends_off_loop(runtime: Runtime | None) -> bool:
+    budgets = runtime.budgets if runtime is not None else None
+    return budgets is not None and bool(budgets.waits_on_store())
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):
@@ -126,10 +147,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         try:
             chunk = await self.__wrapped__.__anext__()
         except StopAsyncIteration:
-            self._self_state.finish()
+            await self._self_state.finish_async()
             raise
         except BaseException as exc:
-            self._self_state.finish(exc)
+            await self._self_state.finish_async(exc)
             raise
         self._self_state.on_chunk(chunk)
         return chunk
@@ -142,20 +163,20 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.__aexit__(*exc_info)
         finally:
-            self._self_state.finish()
+            await self._self_state.finish_async()
 
     async def close(self) -> None:
         try:
             await self.__wrapped__.close()
         finally:
-            self._self_state.finish()
+            await self._self_state.finish_async()
 
     async def aclose(self) -> None:
         """Async generators (ollama's and google-genai's streams) close with ``aclose()``."""
         try:
             await self.__wrapped__.aclose()
         finally:
-            self._self_state.finish()
+            await self._self_state.finish_async()
 
     def __del__(self) -> None:
         state = getattr(self, "_self_state", None)

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, TypeAlias
 
 from costspan.instrumentation._call import LLMCall, Request, ReservationHold, Response, precheck
-from costspan.instrumentation._streams import ChunkObserver, wrap_stream
+from costspan.instrumentation._streams import ChunkObserver, ends_off_loop, wrap_stream
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from wrapt import FunctionWrapper
@@ -150,15 +150,21 @@ async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any
         call = _begin(operation, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
+    off_loop = ends_off_loop(runtime)  # ending the call charges it: the same holds for the charge
     token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
     try:
         with call.active():
             result = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        call.fail(exc)
+        if off_loop:
+            await asyncio.to_thread(call.fail, exc)  # the thread completes even if this await is cancelled
+        else:
+            call.fail(exc)
         raise
     finally:
         otel_context.detach(token)
+    if off_loop:
+        return await asyncio.to_thread(_finish, operation, call, result, is_async=True)
     return _finish(operation, call, result, is_async=True)
 
 

@@ -151,14 +151,16 @@ def test_prefork_workers_publish_the_budget_gauges_once(tmp_path: Path) -> None:
     assert lines == ['costspan_budget_spend_usd{budget="shared",window="day"} 0.5']  # both workers, once
 
 
+@pytest.mark.parametrize("enforce", [True, False], ids=["precheck-waits", "charge-waits"])
 def test_an_async_call_waiting_on_the_store_does_not_block_the_event_loop(
+    enforce: bool,
     make_runtime: Callable[..., Harness],
     openai_instrumented: Any,
     provider_server: ProviderServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """Another process holds the SQLite store's write lock for 0.4 s; the enforced check waits for
-    it in a worker thread while the loop's other tasks keep running."""
+    """Another process holds the SQLite store's write lock for 0.4 s; the enforced check before the
+    call, or the charge after it, waits for it in a worker thread while the loop's other tasks run."""
     import asyncio
     import sqlite3
     import threading
@@ -172,7 +174,7 @@ def test_an_async_call_waiting_on_the_store_does_not_block_the_event_loop(
 endpoints:
   {provider_server.base_url.rstrip("/")}/v1: openai
 budgets:
-  - {{name: guarded, limit_usd: 100, window: day, enforce: true}}
+  - {{name: guarded, limit_usd: 100, window: day, enforce: {"true" if enforce else "false"}}}
 """,
         COSTSPAN_STORE=f"sqlite:///{store}",
     )

@@ -124,10 +124,14 @@ class BudgetEngine:
         """Whether precheck uses the request's input tokens, so they are worth counting first."""
         return self._wants_input
 
+    def waits_on_store(self) -> bool:
+        """Whether a charge may wait on a file lock or the network: async callers then end their
+        calls (which charges them) off the event loop."""
+        return self._store is not None and self._store.backend != "memory"
+
     def precheck_does_io(self) -> bool:
-        """Whether a precheck may wait on a file lock or the network (async callers then run it off
-        the event loop)."""
-        return bool(self._enforced) and self._store is not None and self._store.backend != "memory"
+        """Whether a precheck may wait on the store (only enforced rules are checked before a call)."""
+        return bool(self._enforced) and self.waits_on_store()
 
     def output_token_cap(self) -> int | None:
         """Output tokens to assume for a worst case when the request sets no ``max_tokens``."""
