@@ -229,7 +229,7 @@ def precheck(runtime: Runtime, request: Request) -> object | None:
 
     Nothing else escapes: a fault while estimating the worst case checks the call without it.
     """
-    if runtime.budgets is None:
+    if runtime.budgets is None or not runtime.budgets.checks_before_calls():
         return None
     who = attribution.current()
     input_tokens = 0

@@ -129,6 +129,10 @@ class BudgetEngine:
         calls (which charges them) off the event loop."""
         return self._store is not None and self._store.backend != "memory"
 
+    def checks_before_calls(self) -> bool:
+        """Whether any rule is enforced: if not, the instrumentation skips the precheck altogether."""
+        return bool(self._enforced) and self._store is not None
+
     def precheck_does_io(self) -> bool:
         """Whether a precheck may wait on the store (only enforced rules are checked before a call)."""
         return bool(self._enforced) and self.waits_on_store()
