@@ -19,7 +19,6 @@ import random
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -155,6 +154,29 @@ def measure(kind: str, variant: Variant, calls: int, clients: Any, tracer: trace
         variant.disable()
 
 
+def rss_kib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def memory_check(calls: int, clients: Any, tracer: trace.Tracer) -> None:
+    """Resident memory after every tenth of ``calls`` instrumented calls (RSS, not tracemalloc: tracing
+    every allocation makes 100,000 calls take half an hour). Flat means nothing accumulates per call."""
+    from costspan.instrumentation.openai import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument()
+    for _ in range(2000):  # warm: caches, the span batch queue, the allocator's arenas
+        one_call("sync", *clients, tracer, False)
+    gc.collect()
+    points = [(0, rss_kib())]
+    for i in range(1, calls + 1):
+        one_call("sync", *clients, tracer, False)
+        if i % (calls // 10) == 0:
+            gc.collect()
+            points.append((i, rss_kib()))
+    print("memory (RSS KiB after N calls): " + ", ".join(f"{n:,}: {kib:,}" for n, kib in points))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
@@ -179,7 +201,7 @@ def main() -> None:
         return
 
     results: dict[str, dict[str, list[float]]] = {}
-    for kind in ("sync", "stream", "async"):
+    for kind in ("sync", "stream", "async") if args.rounds else ():  # --rounds 0: the memory check only
         per = results.setdefault(kind, {v.name: [] for v in variants})
         for _ in range(args.rounds):
             order = variants[:]
@@ -187,7 +209,9 @@ def main() -> None:
             for variant in order:
                 per[variant.name].append(measure(kind, variant, args.calls if kind != "async" else args.calls // 3,
                                                  clients, tracer))
-    print(f"python {sys.version.split()[0]}, {args.rounds} rounds x {args.calls} calls, medians in microseconds/call")
+    if results:
+        version = sys.version.split()[0]
+        print(f"python {version}, {args.rounds} rounds x {args.calls} calls, medians in microseconds/call")
     for kind, per in results.items():
         medians = {name: statistics.median(values) for name, values in per.items()}
         bare = medians["bare"]
@@ -201,23 +225,7 @@ def main() -> None:
                   f"{(ours - span_cost) / CHUNKS:.2f} us upper bound")
 
     if args.memory:
-        from costspan.instrumentation.openai import OpenAIInstrumentor
-
-        OpenAIInstrumentor().instrument()
-        for _ in range(1000):
-            one_call("sync", *clients, tracer, False)
-        gc.collect()
-        tracemalloc.start()
-        first = tracemalloc.get_traced_memory()[0]
-        for i in range(args.memory):
-            one_call("sync", *clients, tracer, False)
-            if i == args.memory // 10:
-                gc.collect()
-                tenth = tracemalloc.get_traced_memory()[0]
-        gc.collect()
-        last = tracemalloc.get_traced_memory()[0]
-        print(f"memory: {first / 1024:.0f} KiB at start, {tenth / 1024:.0f} KiB after {args.memory // 10} calls, "
-              f"{last / 1024:.0f} KiB after {args.memory} calls")
+        memory_check(args.memory, clients, tracer)
 
 
 if __name__ == "__main__":
