@@ -4,9 +4,11 @@ the budget gauges served once from a pre-fork pair of processes."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -162,8 +164,6 @@ def test_an_async_call_waiting_on_the_store_does_not_block_the_event_loop(
     """Another process holds the SQLite store's write lock for 0.4 s; the enforced check before the
     call, or the charge after it, waits for it in a worker thread while the loop's other tasks run."""
     import asyncio
-    import sqlite3
-    import threading
     import time
 
     import openai
@@ -182,19 +182,7 @@ budgets:
 
     async def run() -> tuple[float, float]:
         await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # creates the schema
-        locked, release = threading.Event(), threading.Event()
-
-        def hold_the_lock() -> None:
-            other = sqlite3.connect(store, isolation_level=None)
-            other.execute("BEGIN IMMEDIATE")
-            locked.set()
-            release.wait(5)
-            other.execute("COMMIT")
-            other.close()
-
-        holder = threading.Thread(target=hold_the_lock)
-        holder.start()
-        locked.wait(5)
+        holder, release = lock_the_store(store)
         threading.Timer(0.4, release.set).start()
         gaps: list[float] = []
 
@@ -228,8 +216,6 @@ def test_a_call_cancelled_while_its_budget_check_waits_is_ended_and_released(
     tmp_path: Path,
 ) -> None:
     import asyncio
-    import sqlite3
-    import threading
 
     import openai
 
@@ -245,19 +231,7 @@ quotas:
     )
     harness.runtime.budgets.status()  # creates the store's schema
     client = openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="k", max_retries=0)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        other = sqlite3.connect(store, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        locked.set()
-        release.wait(5)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    locked.wait(5)
+    holder, release = lock_the_store(store)
 
     async def cancelled_then_retried() -> None:
         with pytest.raises(TimeoutError):
@@ -279,3 +253,21 @@ quotas:
     # The abandoned call's reservation was settled when its span ended: one count each, not three.
     (quota,) = harness.runtime.budgets.status()
     assert quota.used == 2
+
+
+def lock_the_store(store: Path) -> tuple[threading.Thread, threading.Event]:
+    """Another writer takes the SQLite store's write lock and holds it until the event is set."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(store, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(5)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    locked.wait(5)
+    return holder, release
