@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import costspan
 from costspan import attributes as A
 from costspan.standin import ProviderServer
-from tests.fakes.fixtures import openai_client, provider_server, provider_server_session  # noqa: F401
 from tests.harness import Harness
 from tests.test_budget_stores import free_port
 
@@ -30,8 +29,8 @@ MESSAGES = [{"role": "user", "content": "Summarise the ticket."}]
 def test_enforced_budget_blocks_the_next_call_before_it_leaves(
     make_runtime: Callable[..., Harness],
     openai_instrumented: Any,
-    openai_client: Any,  # noqa: F811
-    provider_server: ProviderServer,  # noqa: F811
+    openai_client: Any,
+    provider_server: ProviderServer,
     spans: InMemorySpanExporter,
 ) -> None:
     harness = make_runtime(
@@ -79,8 +78,8 @@ alerts:
 def test_reserve_uses_the_counted_input_and_max_tokens(
     make_runtime: Callable[..., Harness],
     openai_instrumented: Any,
-    openai_client: Any,  # noqa: F811
-    provider_server: ProviderServer,  # noqa: F811
+    openai_client: Any,
+    provider_server: ProviderServer,
 ) -> None:
     make_runtime(
         f"""
@@ -158,7 +157,7 @@ def test_an_async_call_waiting_on_the_store_does_not_block_the_event_loop(
     enforce: bool,
     make_runtime: Callable[..., Harness],
     openai_instrumented: Any,
-    provider_server: ProviderServer,  # noqa: F811
+    provider_server: ProviderServer,
     tmp_path: Path,
 ) -> None:
     """Another process holds the SQLite store's write lock for 0.4 s; the enforced check before the
@@ -211,7 +210,7 @@ budgets:
 def test_a_call_cancelled_while_its_budget_check_waits_is_ended_and_released(
     make_runtime: Callable[..., Harness],
     openai_instrumented: Any,
-    provider_server: ProviderServer,  # noqa: F811
+    provider_server: ProviderServer,
     spans: InMemorySpanExporter,
     tmp_path: Path,
 ) -> None:

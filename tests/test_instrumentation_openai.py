@@ -17,16 +17,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import wrapt
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from costspan import attributes as A
-from costspan.money import nanos_to_float
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
+from tests.llm_spans import assert_uninstrument_restores, expected_cost, only_llm_span
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello to the people of Lisbon in one short line."}]
 
@@ -41,12 +39,6 @@ def async_client(provider_server: ProviderServer) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="test-key", max_retries=0)
 
 
-def only_llm_span(spans: InMemorySpanExporter) -> ReadableSpan:
-    found = [s for s in spans.get_finished_spans() if s.attributes and A.REQUEST_MODEL in s.attributes]
-    assert len(found) == 1, [s.name for s in found]
-    return found[0]
-
-
 def wait_for_spans(spans: InMemorySpanExporter, count: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while len(spans.get_finished_spans()) < count and time.monotonic() < deadline:
@@ -55,12 +47,6 @@ def wait_for_spans(spans: InMemorySpanExporter, count: int, timeout: float = 5.0
 
 def without_ids(chunk: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in chunk.items() if k not in ("id", "created")}
-
-
-def expected_cost(harness: Harness, model: str, usage: CostUsage) -> float:
-    quote = harness.runtime.pricer.quote("openai", model, usage)
-    assert quote.status == "priced", quote
-    return nanos_to_float(quote.total_nanos)
 
 
 def test_chat_span_carries_usage_and_cost(
@@ -83,12 +69,11 @@ def test_chat_span_carries_usage_and_cost(
     assert attrs[A.CACHE_READ_TOKENS] == 1024
     assert attrs[A.USAGE_SOURCE] == "reported"
     assert attrs[A.COST_STATUS] == "priced"
-    cost = expected_cost(
-        harness, str(attrs[A.RESPONSE_MODEL]), CostUsage(input_tokens=1200, output_tokens=300, cache_read_tokens=1024)
-    )
+    cached = CostUsage(input_tokens=1200, output_tokens=300, cache_read_tokens=1024)
+    cost = expected_cost(harness, "openai", str(attrs[A.RESPONSE_MODEL]), cached)
     assert attrs[A.COST_USD] == pytest.approx(cost, rel=1e-12)
     # Cached input is cheaper: the cost must be below the same call with no cache hit.
-    uncached = expected_cost(harness, "gpt-4o-mini", CostUsage(input_tokens=1200, output_tokens=300))
+    uncached = expected_cost(harness, "openai", "gpt-4o-mini", CostUsage(input_tokens=1200, output_tokens=300))
     assert cost < uncached
     assert harness.sample("costspan_cost_usd_total", provider="openai") == pytest.approx(cost, rel=1e-9)
     assert harness.sample("costspan_requests_total", provider="openai", outcome="success") == 1
@@ -105,9 +90,11 @@ def test_reasoning_tokens_are_part_of_output_not_added(
     attrs = only_llm_span(spans).attributes or {}
     assert attrs[A.OUTPUT_TOKENS] == 900
     assert attrs[A.REASONING_TOKENS] == 700
-    cost = expected_cost(harness, "o3-mini", CostUsage(input_tokens=100, output_tokens=900, reasoning_tokens=700))
+    reasoning = CostUsage(input_tokens=100, output_tokens=900, reasoning_tokens=700)
+    cost = expected_cost(harness, "openai", "o3-mini", reasoning)
     assert attrs[A.COST_USD] == pytest.approx(cost, rel=1e-12)
-    assert cost == pytest.approx(expected_cost(harness, "o3-mini", CostUsage(input_tokens=100, output_tokens=900)))
+    plain = CostUsage(input_tokens=100, output_tokens=900)
+    assert cost == pytest.approx(expected_cost(harness, "openai", "o3-mini", plain))
 
 
 def test_stream_is_passed_through_unchanged_and_ends_once(
@@ -314,21 +301,10 @@ def test_a_fault_of_ours_never_reaches_the_application(
     assert len(spans.get_finished_spans()) >= 1
 
 
-def test_uninstrument_restores_the_sdk() -> None:
-    from costspan.instrumentation.openai import OpenAIInstrumentor
-    from openai.resources.chat.completions import Completions
+def test_uninstrument_restores_the_sdk(openai_instrumented: Any) -> None:
+    from costspan.instrumentation.openai import METHODS
 
-    instrumentor = OpenAIInstrumentor()
-    was_instrumented = instrumentor.is_instrumented_by_opentelemetry
-    if not was_instrumented:
-        instrumentor.instrument()
-    assert isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper)
-    instrumentor.uninstrument()
-    assert not isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper)
-    instrumentor.instrument()
-    assert isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper)
-    if not was_instrumented:
-        instrumentor.uninstrument()
+    assert_uninstrument_restores(openai_instrumented, METHODS)
 
 
 def test_content_is_captured_only_when_turned_on(
