@@ -202,8 +202,8 @@ budgets:
         return waited, max(gaps, default=waited)  # no tick at all: the loop was blocked throughout
 
     waited, longest_gap = asyncio.run(run())
-    assert waited >= 0.3  # the call really waited for the lock
-    assert longest_gap < 0.15  # and the loop ran its other task all along
+    assert 0.09 <= waited < 0.35  # the call waited for the lock, but no longer than the store's bound
+    assert longest_gap < 0.08  # and the loop ran its other task all along
     assert provider_server.request_count == 2
 
 
@@ -234,7 +234,7 @@ quotas:
 
     async def cancelled_then_retried() -> None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES), 0.2)
+            await asyncio.wait_for(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES), 0.05)
         release.set()
         await asyncio.to_thread(holder.join)
         for _ in range(100):  # the worker thread ends the abandoned call once the lock is free

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from costspan.budgets import BudgetEngine
-from costspan.budgets.store import Claim, Increment, Store, Take, open_store
+from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, open_store
 from costspan.errors import ConfigError
 from costspan.settings import load_settings
 from costspan.usage import CallFacts, Usage
@@ -187,3 +187,29 @@ def test_bad_store_urls_are_config_errors(url: str, problem: str) -> None:
         open_store(url, "/etc/costspan.yaml")
     assert caught.value.source == "/etc/costspan.yaml"
     assert caught.value.key == "store"
+
+
+def test_an_operation_applied_twice_counts_once(store: Store) -> None:
+    """A replay (the caller timed out while the store ran it) must not count the charge again."""
+    assert store.apply([Increment("spend", 5, EXPIRES)], "charge:1") == (5,)
+    assert store.apply([Increment("spend", 5, EXPIRES)], "charge:1") == (5,)
+    assert store.apply([Increment("spend", 2, EXPIRES)], "charge:2") == (7,)
+    assert store.read(["spend"]) == [7]
+
+
+def test_a_reservation_is_given_back_only_if_its_take_happened_and_only_once(store: Store) -> None:
+    taken = (Increment("requests", 1, EXPIRES),)
+    assert store.take([Take("requests", 1, 10, EXPIRES)], "take:a").refused == -1
+    # The charge adds the real count and gives the reservation back: 1 in all, not 2.
+    assert store.apply([Increment("requests", 1, EXPIRES)], "charge:a", Giveback("take:a", taken)) == (1,)
+    # A release of the same take (or a replayed charge) gives nothing back a second time.
+    store.apply([], "release:a", Giveback("take:a", taken))
+    assert store.read(["requests"]) == [1]
+    # A take that never reached the store (its answer lost, or never sent) is not given back.
+    assert store.apply([Increment("requests", 1, EXPIRES)], "charge:b", Giveback("take:b", taken)) == (2,)
+
+
+def test_a_refused_take_records_nothing_to_give_back(store: Store) -> None:
+    assert store.take([Take("q", 1, 0, EXPIRES)], "take:refused").refused == 0
+    store.apply([], "release:refused", Giveback("take:refused", (Increment("q", 1, EXPIRES),)))
+    assert store.read(["q"]) == [0]

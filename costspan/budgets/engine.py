@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from costspan.budgets.config import BudgetsConfig, parse
 from costspan.budgets.guard import GuardedStore
 from costspan.budgets.rules import REQUESTS, TOKENS, UNIT_NAMES, USD, Rule
 from costspan.budgets.status import BudgetStatus
-from costspan.budgets.store import Claim, Increment, Store, Take, open_store
+from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, open_store
 from costspan.budgets.windows import Window
 from costspan.errors import BudgetExceededError
 from costspan.money import nanos_to_usd
@@ -41,13 +42,18 @@ _EMPTY = ChargeResult()
 _EXPIRY_GRACE_S = 3600
 """Counters outlive their window by an hour, so a status read at the turn still finds them."""
 _MAX_REMEMBERED = 10_000
+MAX_DELTA = 2**53 - 1
+"""The largest amount one call may add to a counter: Redis's Lua compares counters as doubles,
+exact below 2**53 (nine million dollars in nano-dollars, far beyond any real call). A larger
+amount can only come from a bad value, and is never sent to the store."""
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """What a precheck added to the store, to be reconciled by the charge or given back."""
+    """What a precheck added to the store (or tried to: its answer may have been lost), to be
+    reconciled by the charge or given back; the store returns it only if the take happened."""
 
-    taken: tuple[Increment, ...]
+    giveback: Giveback
 
 
 class _Hit(NamedTuple):
@@ -156,21 +162,26 @@ class BudgetEngine:
                 takes.append(Take(hit.key, delta, hit.rule.limit, hit.expires_at))
         if not takes:
             return None
-        result = self._store.take(takes)
+        if any(not 0 <= take.delta <= MAX_DELTA for take in takes):
+            logger.debug("costspan: a precheck amount out of range was not reserved: %s", takes)
+            takes = [take._replace(delta=0) for take in takes]
+        op = _new_op("take")
+        result = self._store.take(takes, op)
         if result is None:
             if self.config.fail_closed:
                 raise _refusal(hits[0], 0, "the budget store is unreachable and fail_closed is set")
-            return None
-        if result.refused >= 0:
+        elif result.refused >= 0:
             hit, used = hits[result.refused], result.values[result.refused]
             raise _refusal(hit, used, _reason(hit, used))
+        # Kept even when the store did not answer: the take may have run, and the charge then
+        # gives it back (the store knows whether it did).
         taken = tuple(Increment(t.key, t.delta, t.expires_at) for t in takes if t.delta)
-        return Reservation(taken) if taken else None
+        return Reservation(Giveback(op, taken)) if taken else None
 
     def release(self, reservation: object | None) -> None:
         """Give back a reservation whose call will not be charged with it."""
         if isinstance(reservation, Reservation) and self._store is not None:
-            self._store.apply([Increment(i.key, -i.delta, i.expires_at) for i in reservation.taken])
+            self._store.apply((), _new_op("release"), reservation.giveback)
 
     # -- after the call --------------------------------------------------------------------
     def charge(self, facts: CallFacts, quote: Quote, reservation: object | None = None) -> ChargeResult:
@@ -195,13 +206,15 @@ class BudgetEngine:
                     deltas[hit.key] = [amounts[hit.rule.unit], hit.expires_at]
                 else:
                     entry[0] += amounts[hit.rule.unit]
-        if isinstance(reservation, Reservation):
-            for taken in reservation.taken:
-                deltas.setdefault(taken.key, [0, taken.expires_at])[0] -= taken.delta
-        if not deltas:
+        giveback = reservation.giveback if isinstance(reservation, Reservation) else None
+        if not deltas and giveback is None:
             return _EMPTY
-        applied = store.apply([Increment(key, delta, expires) for key, (delta, expires) in deltas.items()])
-        if applied is None:
+        if any(not -MAX_DELTA <= delta <= MAX_DELTA for delta, _ in deltas.values()):
+            logger.warning("costspan: a charge out of range was not applied to the budgets: %s", deltas)
+            return _EMPTY
+        increments = [Increment(key, delta, expires) for key, (delta, expires) in deltas.items()]
+        applied = store.apply(increments, _charge_op(facts), giveback)
+        if applied is None or not deltas:
             return _EMPTY
         values = dict(zip(deltas, applied, strict=True))
         return ChargeResult(self._most_used(hits, values), self._crossings(hits, values))
@@ -289,6 +302,18 @@ class BudgetEngine:
         self._closed = True
         if self._store is not None:
             self._store.close()
+
+
+def _new_op(kind: str) -> str:
+    return f"{kind}:{uuid.uuid4().hex}"
+
+
+def _charge_op(facts: CallFacts) -> str:
+    """The charge's id: its span's ids where it has them (a replica or a replay of the same span is
+    the same charge), else a fresh one."""
+    if facts.trace_id and facts.span_id:
+        return f"span:{facts.trace_id}:{facts.span_id}"
+    return _new_op("charge")
 
 
 def _precheck_delta(rule: Rule, facts: CallFacts, worst_case_nanos: int | None) -> int:

@@ -1,25 +1,43 @@
 """Keeps a store failure out of the application: count it, log it once a minute, keep the spend.
 
-When the store is unreachable (Redis down, file read-only) calls go on; what they would have
-added waits here and is sent with the next write that gets through, so a budget ends up
-charged for everything. After a failure the store is left alone for a moment instead of making
-every call wait for its own timeout.
+When the store is unreachable (Redis down, file read-only or locked past the wait bound) calls
+go on; the charges they would have applied wait here, each with its operation id, and are
+replayed after the next write that gets through. The store recognises an id it has applied
+already, so a charge that ran on the server while its caller timed out is not counted twice.
+After a failure the store is left alone for a moment instead of making every call wait for its
+own timeout.
+
+One bad charge never blocks the others: a failure that is not an outage (a value the store
+refuses) drops that charge alone, counted and logged; the others keep flowing.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from costspan.budgets.store import Claim, Increment, Store, Take, TakeResult
+from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult
 
 logger = logging.getLogger("costspan")
 T = TypeVar("T")
 _RETRY_AFTER_S = 1.0
 _LOG_EVERY_S = 60.0
+MAX_PENDING = 100_000
+"""Charges kept while the store is unreachable; beyond it the oldest are dropped (counted and logged)."""
+CLOSE_PATIENCE_S = 5.0
+"""How long the final flush at exit keeps retrying a locked or unreachable store."""
+
+
+class _Charge(NamedTuple):
+    increments: tuple[Increment, ...]
+    op: str | None
+    giveback: Giveback | None
 
 
 class GuardedStore:
@@ -27,10 +45,13 @@ class GuardedStore:
         self.store = store
         self.on_error = on_error
         """Called with the backend name on every failed attempt (the ``costspan_store_errors_total`` counter)."""
-        self._pending: dict[str, list[int]] = {}
+        self.dropped = 0
+        """Charges given up: refused by the store as invalid, or beyond :data:`MAX_PENDING`."""
+        self._pending: deque[_Charge] = deque()
         self._lock = threading.Lock()
         self._retry_at = 0.0
         self._logged_at = -_LOG_EVERY_S
+        self._logged_drop = False
 
     @property
     def backend(self) -> str:
@@ -38,24 +59,32 @@ class GuardedStore:
 
     @property
     def pending(self) -> dict[str, int]:
-        """Deltas not yet in the store, by key."""
+        """Deltas not yet in the store, by key (reservations given back counted as returned)."""
+        totals: dict[str, int] = {}
         with self._lock:
-            return {key: delta for key, (delta, _) in self._pending.items()}
+            charges = list(self._pending)
+        for charge in charges:
+            for inc in charge.increments:
+                totals[inc.key] = totals.get(inc.key, 0) + inc.delta
+            for inc in charge.giveback.taken if charge.giveback is not None else ():
+                totals[inc.key] = totals.get(inc.key, 0) - inc.delta
+        return totals
 
-    def take(self, takes: Sequence[Take]) -> TakeResult | None:
+    def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult | None:
         """The store's answer, or None when it cannot be asked."""
-        return self._call("take", lambda: self.store.take(takes))
+        return self._call("take", lambda: self.store.take(takes, op))
 
-    def apply(self, increments: Sequence[Increment], *, force: bool = False) -> tuple[int, ...] | None:
-        """Add (with whatever is pending); on failure keep the increments for later, return None.
-
-        ``force`` tries even while backing off after a failure (a final flush)."""
-        waiting = self._drain() if self._pending else []
-        values = self._call("apply", lambda: self.store.apply([*increments, *waiting]), force=force)
+    def apply(
+        self, increments: Sequence[Increment], op: str | None = None, giveback: Giveback | None = None
+    ) -> tuple[int, ...] | None:
+        """Apply one charge, then whatever is pending; on an outage keep the charge for later, return None."""
+        charge = _Charge(tuple(increments), op, giveback)
+        values = self._apply(charge)
         if values is None:
-            self._keep([*increments, *waiting])
             return None
-        return values[: len(increments)]
+        if self._pending:
+            self._replay()
+        return values
 
     def claim(self, claims: Sequence[Claim]) -> tuple[int, ...] | None:
         """The claims won, or None when the store cannot be asked (they are tried again later)."""
@@ -67,52 +96,121 @@ class GuardedStore:
     def scan(self, prefix: str) -> dict[str, int] | None:
         return self._call("scan", lambda: self.store.scan(prefix))
 
-    def flush(self) -> bool:
-        """Send what is pending; True when nothing is left waiting."""
-        with self._lock:
-            empty = not self._pending
-        return empty or self.apply((), force=True) is not None
+    def flush(self, patience: float = 0.0) -> bool:
+        """Send what is pending, retrying for up to ``patience`` seconds; True when nothing is left."""
+        deadline = time.monotonic() + patience
+        while True:
+            self._replay(force=True)
+            with self._lock:
+                if not self._pending:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def close(self) -> None:
-        if not self.flush():
+        if not self.flush(CLOSE_PATIENCE_S):
             lost = self.pending
-            logger.error("costspan: the budget store is unreachable; %d budget counters were not updated: %s",
-                         len(lost), lost)
+            logger.error(
+                "costspan: the budget store is unreachable; %d budget counters were not updated: %s", len(lost), lost
+            )
         try:
             self.store.close()
         except Exception:
             logger.debug("costspan: closing the budget store failed", exc_info=True)
 
-    def _drain(self) -> list[Increment]:
-        with self._lock:
-            waiting = [Increment(key, delta, expires) for key, (delta, expires) in self._pending.items()]
-            self._pending.clear()
-        return waiting
-
-    def _keep(self, increments: Sequence[Increment]) -> None:
-        with self._lock:
-            for inc in increments:
-                entry = self._pending.setdefault(inc.key, [0, inc.expires_at])
-                entry[0] += inc.delta
-                entry[1] = max(entry[1], inc.expires_at)
-
-    def _call(self, operation: str, run: Callable[[], T], *, force: bool = False) -> T | None:
+    # -- internals -------------------------------------------------------------------------
+    def _apply(self, charge: _Charge, *, force: bool = False) -> tuple[int, ...] | None:
+        """One charge: its values; None when kept for later (an outage) or dropped (invalid)."""
         now = time.monotonic()
         if now < self._retry_at and not force:
+            self._keep(charge)
+            return None
+        try:
+            values = self.store.apply(charge.increments, charge.op, charge.giveback)
+        except Exception as exc:
+            if not is_outage(exc):
+                self._drop(charge, exc)
+                return None
+            self._failed("apply", exc, now)
+            self._keep(charge)
+            return None
+        self._retry_at = 0.0  # it answers again: no reason to keep backing off
+        return values
+
+    def _replay(self, *, force: bool = False) -> None:
+        """Send pending charges in order until one meets an outage (that one and the rest stay)."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                charge = self._pending.popleft()
+            if self._apply(charge, force=force) is None and self._pending and self._pending[-1] is charge:
+                # Kept again: the store is still down. Put it back first in line and stop for now.
+                with self._lock:
+                    self._pending.pop()
+                    self._pending.appendleft(charge)
+                return
+
+    def _keep(self, charge: _Charge) -> None:
+        with self._lock:
+            self._pending.append(charge)
+            overflow = len(self._pending) > MAX_PENDING
+            oldest = self._pending.popleft() if overflow else None
+        if oldest is not None:
+            self._drop(oldest, OverflowError(f"more than {MAX_PENDING} charges waiting for the store"))
+
+    def _drop(self, charge: _Charge, exc: BaseException) -> None:
+        self.dropped += 1
+        if self.on_error is not None:
+            self.on_error(self.backend)
+        if not self._logged_drop:
+            self._logged_drop = True
+            logger.error(
+                "costspan: the %s budget store refused a charge (%s: %s); it is dropped so that other charges "
+                "go on (counted in costspan_store_errors_total; logged once): %s",
+                self.backend,
+                type(exc).__name__,
+                exc,
+                charge.increments,
+            )
+
+    def _failed(self, operation: str, exc: BaseException, now: float) -> None:
+        self._retry_at = now + _RETRY_AFTER_S
+        if self.on_error is not None:
+            self.on_error(self.backend)
+        if now - self._logged_at >= _LOG_EVERY_S:
+            self._logged_at = now
+            logger.warning(
+                "costspan: the %s budget store failed (%s: %s); calls go on and their spend is kept "
+                "until it is back (logged once a minute)",
+                self.backend,
+                operation,
+                exc,
+            )
+
+    def _call(self, operation: str, run: Callable[[], T]) -> T | None:
+        now = time.monotonic()
+        if now < self._retry_at:
             return None
         try:
             return run()
         except Exception as exc:
-            self._retry_at = now + _RETRY_AFTER_S
-            if self.on_error is not None:
-                self.on_error(self.backend)
-            if now - self._logged_at >= _LOG_EVERY_S:
-                self._logged_at = now
-                logger.warning(
-                    "costspan: the %s budget store failed (%s: %s); calls go on and their spend is kept "
-                    "until it is back (logged once a minute)",
-                    self.backend,
-                    operation,
-                    exc,
-                )
+            self._failed(operation, exc, now)
             return None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether the store could not be reached, or was busy: worth replaying. Anything else (a value
+    it refuses, a bug) would fail the same way on every replay."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        # Locked, read-only, full, corrupt: the file's state. A refused value is the charge's own fault.
+        return not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError))
+    if isinstance(exc, OSError):
+        return True
+    from costspan.budgets.sqlite import StoreFileReplaced
+
+    if isinstance(exc, StoreFileReplaced):
+        return True
+    redis = sys.modules.get("redis.exceptions")
+    return redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError))

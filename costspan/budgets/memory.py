@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from costspan.budgets.store import Claim, Increment, Take, TakeResult
+from costspan.budgets.store import OP_TTL_S, Claim, Giveback, Increment, Take, TakeResult
 
 _PRUNE_EVERY = 60.0
 
@@ -22,10 +22,12 @@ class MemoryStore:
         self._values: dict[str, int] = {}
         self._expires: dict[str, int] = {}
         self._claims: dict[str, int] = {}
+        self._ops: dict[str, int] = {}
+        """Operation ids applied, with their expiry (exactly-once replays)."""
         self._lock = threading.Lock()
         self._next_prune = time.time() + _PRUNE_EVERY
 
-    def take(self, takes: Sequence[Take]) -> TakeResult:
+    def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult:
         with self._lock:
             values = tuple(self._values.get(t.key, 0) for t in takes)
             for index, (take, value) in enumerate(zip(takes, values, strict=True)):
@@ -33,17 +35,25 @@ class MemoryStore:
                     return TakeResult(index, values)
             for take, value in zip(takes, values, strict=True):
                 self._set(take.key, value + take.delta, take.expires_at)
+            if op is not None:
+                self._ops[op] = int(time.time()) + OP_TTL_S
             return TakeResult(-1, values)
 
-    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
+    def apply(
+        self, increments: Sequence[Increment], op: str | None = None, giveback: Giveback | None = None
+    ) -> tuple[int, ...]:
         with self._lock:
-            values = []
-            for inc in increments:
-                value = self._values.get(inc.key, 0) + inc.delta
-                self._set(inc.key, value, inc.expires_at)
-                values.append(value)
+            if op is not None:
+                if op in self._ops:
+                    return tuple(self._values.get(inc.key, 0) for inc in increments)
+                self._ops[op] = int(time.time()) + OP_TTL_S
+            changes = list(increments)
+            if giveback is not None and self._ops.pop(giveback.take_op, None) is not None:
+                changes.extend(Increment(t.key, -t.delta, t.expires_at) for t in giveback.taken)
+            for inc in changes:
+                self._set(inc.key, self._values.get(inc.key, 0) + inc.delta, inc.expires_at)
             self._maybe_prune()
-            return tuple(values)
+            return tuple(self._values[inc.key] for inc in increments)
 
     def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
         with self._lock:
@@ -78,5 +88,6 @@ class MemoryStore:
         for key in [k for k, expires in self._expires.items() if expires < now]:
             del self._expires[key]
             del self._values[key]
-        for key in [k for k, expires in self._claims.items() if expires < now]:
-            del self._claims[key]
+        for table in (self._claims, self._ops):
+            for key in [k for k, expires in table.items() if expires < now]:
+                del table[key]

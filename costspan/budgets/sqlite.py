@@ -5,12 +5,23 @@ so a check-and-add cannot interleave with another process's (no lost increments,
 over-admission). WAL with ``synchronous=NORMAL`` keeps a charge at a few tens of microseconds;
 a crash can lose at most the last transactions before it, never corrupt the file.
 
+No caller waits on the file lock for more than :data:`BUSY_TIMEOUT_S`: past it the operation
+fails, and the guard keeps the charge and applies it later, exactly as during an outage.
+
+A store file deleted (or replaced) under a running process would otherwise swallow every later
+charge into an unlinked inode. So the file's identity is checked at most once a second; when it
+changed, its counters, claims and operation ids are copied from the still-open old file into the
+new one (once, whichever process notices first: the new file records which file it was restored
+from), the failure is logged and the operation fails, to be replayed against the new file.
+
 A connection must not cross ``fork()`` (pre-fork servers fork after import): each process opens
 its own on first use, and a fork hook makes the child forget the parent's connection and lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -19,13 +30,18 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
-from costspan.budgets.store import Claim, Increment, Take, TakeResult
+from costspan.budgets.store import OP_TTL_S, Claim, Giveback, Increment, Take, TakeResult
+
+logger = logging.getLogger("costspan")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS budget_counters "
     "(key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS budget_claims (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS budget_ops (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS budget_restored (source TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
 )
 _ADD = (
     "INSERT INTO budget_counters (key, value, expires_at) VALUES (?, ?, ?) "
@@ -34,8 +50,12 @@ _ADD = (
 )
 _GET = "SELECT value FROM budget_counters WHERE key = ?"
 _CLAIM = "INSERT OR IGNORE INTO budget_claims (key, expires_at) VALUES (?, ?)"
-_BUSY_TIMEOUT_S = 5.0
+_RECORD_OP = "INSERT OR IGNORE INTO budget_ops (id, expires_at) VALUES (?, ?)"
+_FORGET_OP = "DELETE FROM budget_ops WHERE id = ?"
+BUSY_TIMEOUT_S = 0.1
+"""The longest a caller waits for another process's write lock."""
 _PRUNE_EVERY_S = 600.0
+_CHECK_FILE_EVERY_S = 1.0
 
 _open_stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
 
@@ -48,17 +68,23 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+class StoreFileReplaced(RuntimeError):
+    """The store file changed under the process; the operation is retried against the new one."""
+
+
 class SqliteStore:
     backend = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._next_prune = 0.0
+        self._next_check = 0.0
         _open_stores.add(self)
 
-    def take(self, takes: Sequence[Take]) -> TakeResult:
+    def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult:
         with self._transaction() as conn:
             values = tuple(self._get(conn, take.key) for take in takes)
             for index, (take, value) in enumerate(zip(takes, values, strict=True)):
@@ -67,10 +93,19 @@ class SqliteStore:
             for take in takes:
                 if take.delta:
                     conn.execute(_ADD, (take.key, take.delta, take.expires_at)).fetchone()
+            if op is not None:
+                conn.execute(_RECORD_OP, (op, int(time.time()) + OP_TTL_S))
             return TakeResult(-1, values)
 
-    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
+    def apply(
+        self, increments: Sequence[Increment], op: str | None = None, giveback: Giveback | None = None
+    ) -> tuple[int, ...]:
         with self._transaction() as conn:
+            if op is not None and conn.execute(_RECORD_OP, (op, int(time.time()) + OP_TTL_S)).rowcount == 0:
+                return tuple(self._get(conn, increment.key) for increment in increments)
+            if giveback is not None and conn.execute(_FORGET_OP, (giveback.take_op,)).rowcount == 1:
+                for taken in giveback.taken:
+                    conn.execute(_ADD, (taken.key, -taken.delta, taken.expires_at)).fetchone()
             values = tuple(int(conn.execute(_ADD, increment).fetchone()[0]) for increment in increments)
             self._maybe_prune(conn)
             return values
@@ -106,18 +141,42 @@ class SqliteStore:
         self._lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-            try:
-                _prepare(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
+        if self._conn is not None:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + _CHECK_FILE_EVERY_S
+                if _identity(self.path) != self._identity:
+                    self._replace_file()
+            return self._conn
+        conn = _open(self.path)
+        self._conn, self._identity = conn, _identity(self.path)
+        self._next_check = time.monotonic() + _CHECK_FILE_EVERY_S
+        return conn
+
+    def _replace_file(self) -> None:
+        """Carry the old file's state into the file now at the path, then fail this operation."""
+        old, old_identity = self._conn, self._identity
+        assert old is not None
+        self._conn = None
+        try:
+            state = _State.read(old)
+        finally:
+            old.close()
+        if _identity(self.path) is None:
+            # The side files left at the path belonged to the deleted file: a new file must not
+            # adopt its old write-ahead log.
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        conn = _open(self.path)
+        restored = state.write(conn, old_identity)
+        self._conn, self._identity = conn, _identity(self.path)
+        logger.error(
+            "costspan: the budget store %s was deleted or replaced while in use; %s",
+            self.path,
+            "its counters were restored into the new file" if restored else "another process restored its counters",
+        )
+        raise StoreFileReplaced(f"the budget store {self.path} was deleted or replaced")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -141,8 +200,60 @@ class SqliteStore:
         if now < self._next_prune:
             return
         self._next_prune = now + _PRUNE_EVERY_S
-        conn.execute("DELETE FROM budget_counters WHERE expires_at < ?", (int(now),))
-        conn.execute("DELETE FROM budget_claims WHERE expires_at < ?", (int(now),))
+        for table in ("budget_counters", "budget_claims", "budget_ops"):
+            conn.execute(f"DELETE FROM {table} WHERE expires_at < ?", (int(now),))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    try:
+        _prepare(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class _State(NamedTuple):
+    """Everything a store file holds: what a replaced file hands on to its successor."""
+
+    counters: list[tuple[str, int, int]]
+    claims: list[tuple[str, int]]
+    ops: list[tuple[str, int]]
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection) -> _State:
+        return cls(
+            conn.execute("SELECT key, value, expires_at FROM budget_counters").fetchall(),
+            conn.execute("SELECT key, expires_at FROM budget_claims").fetchall(),
+            conn.execute("SELECT id, expires_at FROM budget_ops").fetchall(),
+        )
+
+    def write(self, conn: sqlite3.Connection, identity: tuple[int, int] | None) -> bool:
+        """Add this state to the file unless a process did it already; True if this call did."""
+        source = f"{identity[0]}:{identity[1]}" if identity else "unknown"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            copied = conn.execute("INSERT OR IGNORE INTO budget_restored VALUES (?, ?)", (source, int(time.time())))
+            if copied.rowcount:
+                for row in self.counters:
+                    conn.execute(_ADD, row).fetchone()
+                conn.executemany(_CLAIM, self.claims)
+                conn.executemany(_RECORD_OP, self.ops)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return bool(copied.rowcount)
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
@@ -152,7 +263,7 @@ def _prepare(conn: sqlite3.Connection) -> None:
     once, and SQLite reports some of those conflicts as "locked" at once, without waiting in its
     busy handler; so wait here, within the same time budget.
     """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
     while True:
         try:
             conn.execute("PRAGMA journal_mode=WAL")

@@ -12,6 +12,14 @@ reads a value and writes it back (that loses increments and over-admits under co
 * :meth:`Store.read` / :meth:`Store.scan` read values for status and metrics.
 
 Counter keys carry their window, so a window reset is a new key and old keys just expire.
+
+Exactly once: a take or an apply may run on the server and still fail on the client (a Redis
+stall longer than the socket timeout), and the guard then replays it. So each carries an
+operation id that the store records, with its effect, in the same atomic step, for
+:data:`OP_TTL_S`: an apply whose id is recorded already changes nothing. A charge also names the
+take that reserved for it (:class:`Giveback`); the store gives that reservation back only if the
+take really happened, and only once, so a precheck whose answer was lost neither leaks its
+reservation nor is given back twice.
 """
 
 from __future__ import annotations
@@ -47,6 +55,20 @@ class Increment(NamedTuple):
     expires_at: int
 
 
+class Giveback(NamedTuple):
+    """A reservation to return with a charge (or alone, a release): ``taken`` is what the take
+    with id ``take_op`` added; it is subtracted only if the store recorded that take."""
+
+    take_op: str
+    taken: tuple[Increment, ...]
+
+
+OP_TTL_S = 86_400
+"""How long a store remembers an operation id: a replay within a day is recognised. (Spend kept
+longer than that while the store is unreachable is still applied, once per replay attempt that
+reaches the store: the guard forgets a charge as soon as one apply of it succeeds.)"""
+
+
 class Claim(NamedTuple):
     key: str
     expires_at: int
@@ -55,10 +77,16 @@ class Claim(NamedTuple):
 class Store(Protocol):
     backend: str
 
-    def take(self, takes: Sequence[Take]) -> TakeResult: ...
+    def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult:
+        """Check and add; when it adds, ``op`` (if given) is recorded with it."""
+        ...
 
-    def apply(self, increments: Sequence[Increment]) -> tuple[int, ...]:
-        """Add the deltas; each counter's new value."""
+    def apply(
+        self, increments: Sequence[Increment], op: str | None = None, giveback: Giveback | None = None
+    ) -> tuple[int, ...]:
+        """Add the deltas (less ``giveback`` if its take is recorded); each counter's new value.
+
+        With ``op`` already recorded nothing is added, and the values are the counters' current ones."""
         ...
 
     def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
