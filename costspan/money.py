@@ -11,6 +11,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 NANOS_PER_USD = 1_000_000_000
 _NANO = Decimal(1)
+MAX_CALL_NANOS = 2**53 - 1
+"""The most one call may cost: about nine million dollars, far beyond any real call. Redis's Lua
+compares counters as doubles, exact below 2**53; a larger amount can only come from a bad value."""
 
 
 def usd_to_nanos(usd: Decimal | int | str) -> int:

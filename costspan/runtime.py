@@ -30,7 +30,7 @@ from costspan.estimation import EstimationMonitor, TokenCounter
 from costspan.pricing import PRICED, UNPRICED, Pricer, Quote
 from costspan.providers import is_local_endpoint
 from costspan.settings import Settings, load_settings
-from costspan.usage import CallFacts
+from costspan.usage import USAGE_INVALID, CallFacts, checked
 
 logger = logging.getLogger("costspan")
 
@@ -58,6 +58,11 @@ class Runtime:
     # -- accounting ------------------------------------------------------------------------
     def account(self, facts: CallFacts, reservation: object | None = None) -> Accounted:
         """Price, charge and record one call. Each stage is isolated: one failing never hides another."""
+        usage, invalid = checked(facts.usage)
+        if invalid:
+            # Counts no provider would send are never priced, charged or refunded: drop them, say so.
+            facts.usage, facts.usage_source = usage, USAGE_INVALID
+            facts.has_usage = bool({"input_tokens", "output_tokens"} - invalid) or usage.images > 0
         quote = self.price(facts)
         charge = ChargeResult()
         if self.budgets is not None:
@@ -285,6 +290,7 @@ def build(
 
     ledger = LedgerSink.from_settings(settings, service=runtime.service_name)
     if ledger is not None:
+        ledger.set_drop_hook(prometheus.ledger_rows_dropped.inc)
         runtime.sinks.append(ledger)
         runtime.add_closer(ledger.close)
         if ledger.prompt_hashes:

@@ -16,8 +16,9 @@ from opentelemetry.trace import SpanKind
 from costspan import attributes as A
 from costspan import attribution
 from costspan import runtime as runtime_module
-from costspan.money import usd_to_nanos
+from costspan.money import MAX_CALL_NANOS, nanos_to_usd, usd_to_nanos
 from costspan.processors.span_facts import DECLARED_COST
+from costspan.usage import MAX_TOKENS
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,12 @@ def track(
     user: str | None = None,
     feature: str | None = None,
 ) -> Tracked:
-    """Record one priced item. Token counts follow semconv: input includes cached, output includes reasoning."""
+    """Record one priced item. Token counts follow semconv: input includes cached, output includes reasoning.
+
+    Raises ``ValueError`` for what no call could carry, before anything is recorded."""
+    for name, text in (("provider", provider), ("model", model), ("operation", operation), ("source", source)):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"costspan.track: {name} must be a non-empty string, got {text!r}")
     for name, value in (
         ("input_tokens", input_tokens),
         ("output_tokens", output_tokens),
@@ -55,12 +61,29 @@ def track(
         ("reasoning_tokens", reasoning_tokens),
         ("images", images),
     ):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"costspan.track: {name} must be a non-negative integer, got {value!r}")
+        if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+            raise ValueError(
+                f"costspan.track: {name} must be an integer from 0 to {MAX_TOKENS:,} (one call), got {value!r}"
+            )
     if cache_read_tokens + cache_write_tokens > input_tokens:
         raise ValueError("costspan.track: cache_read_tokens + cache_write_tokens cannot exceed input_tokens")
     if reasoning_tokens > output_tokens:
         raise ValueError("costspan.track: reasoning_tokens cannot exceed output_tokens")
+    declared: int | None = None
+    if cost_usd is not None:
+        try:
+            if isinstance(cost_usd, bool):
+                raise TypeError("True is not an amount")
+            declared = usd_to_nanos(cost_usd)  # validates before anything is recorded
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"costspan.track: cost_usd must be a number of dollars, got {cost_usd!r}"
+            ) from exc
+        if not 0 <= declared <= MAX_CALL_NANOS:
+            raise ValueError(
+                f"costspan.track: cost_usd must be from 0 to {nanos_to_usd(MAX_CALL_NANOS):.0f} dollars "
+                f"(a refund is not a call), got {cost_usd!r}"
+            )
     runtime = runtime_module.get()
     if runtime is None:
         return Tracked(None, None, None, None)
@@ -82,13 +105,7 @@ def track(
             attrs[key] = value
     if service_tier:
         attrs[A.OPENAI_REQUEST_SERVICE_TIER] = service_tier
-    if cost_usd is not None:
-        try:
-            declared = usd_to_nanos(cost_usd)  # validates before anything is recorded
-        except (ArithmeticError, ValueError, TypeError) as exc:
-            raise ValueError(f"costspan.track: cost_usd must be a number of dollars, got {cost_usd!r}") from exc
-        if declared < 0:
-            raise ValueError(f"costspan.track: cost_usd cannot be negative (a refund is not a call), got {cost_usd!r}")
+    if declared is not None:
         attrs[DECLARED_COST] = str(cost_usd)
     who = attribution.current()
     for key, given, inherited in (

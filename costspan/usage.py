@@ -8,8 +8,31 @@ shape, so pricing, budgets, metrics and the ledger have a single input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+
+MAX_TOKENS = 20_000_000
+"""The largest token count one call can report: twice the largest context window on sale (10
+million tokens, Llama 4 Scout; Gemini 1.5 Pro's is 2 million). A count above it, like a negative
+one or one that is not an integer, is not usage: no provider bills it."""
+
+INVALID = -(2**62)
+"""What a reader makes of a count no provider would send. It stays far out of range in any sum the
+reader builds from it (Anthropic's input is three counts added), so :func:`checked` catches it."""
+
+USAGE_INVALID = "invalid"
+"""``costspan.usage.source`` of a call whose reported usage held counts no provider would send."""
+
+
+def as_count(value: object) -> int:
+    """A token count as read from an answer: 0 when absent, :data:`INVALID` when it is no count."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
+    return INVALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +49,34 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+_COUNTS = tuple(f.name for f in fields(Usage))
+_PARTS = (
+    (("cache_read_tokens", "cache_write_tokens"), "input_tokens"),
+    (("cache_write_1h_tokens",), "cache_write_tokens"),
+    (("reasoning_tokens",), "output_tokens"),
+)
+
+
+def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
+    """The usage with every count no provider would send set to 0, and the names of those counts.
+
+    Out of range (negative, above :data:`MAX_TOKENS`, not an integer) is invalid; so are parts that
+    exceed their whole (cached input above the input), which would price the rest below zero.
+    """
+    bad = {name for name in _COUNTS if not _valid(getattr(usage, name))}
+    for parts, whole in _PARTS:
+        intact = whole not in bad and not bad.intersection(parts)
+        if intact and sum(getattr(usage, part) for part in parts) > getattr(usage, whole):
+            bad.update(parts)
+    if not bad:
+        return usage, frozenset()
+    return replace(usage, **dict.fromkeys(bad, 0)), frozenset(bad)
+
+
+def _valid(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKENS
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ independent of sampling because the processor calls every sink for every GenAI s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from costspan.accounting import Accounted
@@ -50,6 +51,10 @@ class LedgerSink:
             retention_days=cfg.retention_days,
             prompt_hashes=cfg.prompt_hashes,
         )
+
+    def set_drop_hook(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook(rows)`` whenever rows are given up (the ``costspan_ledger_rows_dropped_total`` counter)."""
+        self._writer.on_drop = hook
 
     def record(self, accounted: Accounted) -> None:
         """Enqueue one call (a few microseconds; never blocks on disk)."""

@@ -24,6 +24,7 @@ from costspan import attributes as A
 from costspan.accounting import Accounted
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
+from costspan.usage import USAGE_INVALID
 
 TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1, 4, 16, ... 67108864
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
@@ -62,6 +63,11 @@ class OtlpMetrics:
         )
         self._unpriced = meter.create_counter(
             "costspan.unpriced_requests", unit="{request}", description="LLM calls with no known price."
+        )
+        self._invalid_usage = meter.create_counter(
+            "costspan.invalid_usage",
+            unit="{request}",
+            description="LLM calls whose reported usage held counts no provider would send; not priced.",
         )
         self._folded = meter.create_counter(
             "costspan.folded_label_values",
@@ -109,3 +115,5 @@ class OtlpMetrics:
                 self._tokens.add(count, {"provider": provider, "model": model, "type": token_type})
         if quote.status == UNPRICED:
             self._unpriced.add(1, {"provider": provider, "model": model})
+        if facts.usage_source == USAGE_INVALID:
+            self._invalid_usage.add(1, {"provider": provider, "model": model})

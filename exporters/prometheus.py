@@ -16,6 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from costspan.accounting import Accounted
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
+from costspan.usage import USAGE_INVALID
 
 logger = logging.getLogger("costspan")
 
@@ -77,6 +78,19 @@ class PrometheusMetrics:
             ["provider", "model"],
             registry=registry,
         )
+        self.invalid_usage = Counter(
+            "costspan_invalid_usage",
+            "LLM calls whose reported usage held counts no provider would send (negative, not an integer, "
+            "absurd); those counts were not priced.",
+            ["provider", "model"],
+            registry=registry,
+        )
+        self.ledger_rows_dropped = Counter(
+            "costspan_ledger_rows_dropped",
+            "Ledger rows given up: a value SQLite cannot store, more rows waiting than the queue holds while "
+            "the disk refuses writes, or rows still unwritten at exit.",
+            registry=registry,
+        )
         self.estimation_error = Histogram(
             "costspan_estimation_error_ratio",
             "Relative error of locally counted tokens against the usage the provider reported, on a sample.",
@@ -114,6 +128,8 @@ class PrometheusMetrics:
                 child(self.ttfc, provider, model, operation).observe(facts.time_to_first_chunk_s)
             if quote.status == UNPRICED:
                 child(self.unpriced, provider, model).inc()
+            if facts.usage_source == USAGE_INVALID:
+                child(self.invalid_usage, provider, model).inc()
         self._child(self.requests, provider, model, operation, facts.outcome, labels.error_type).inc()
 
     def use_limiter(self, limiter: LabelLimiter) -> None:

@@ -26,7 +26,7 @@ from costspan.estimation import Sample, message_text
 from costspan.ledger.prompt_hash import hash_messages
 from costspan.providers import Endpoint
 from costspan.runtime import Runtime
-from costspan.usage import CallFacts, Usage
+from costspan.usage import USAGE_INVALID, CallFacts, Usage, checked
 
 _TRACER_NAME = "costspan.instrumentation"
 
@@ -150,12 +150,17 @@ class LLMCall:
             values[A.OPENAI_SERVICE_TIER] = response.service_tier
         if self._first_chunk_ns is not None:
             values[A.RESPONSE_TTFC] = (self._first_chunk_ns - self._start_ns) / 1e9
-        usage = response.usage
-        if usage is None and response.output_texts is not None:
+        usage, invalid = (None, frozenset[str]()) if response.usage is None else checked(response.usage)
+        if invalid:
+            usage = self._repair(usage, invalid, response.output_texts)
+            values[A.USAGE_SOURCE] = USAGE_INVALID
+        elif usage is None and response.output_texts is not None:
             usage = self._estimate(response.output_texts)
             values[A.USAGE_SOURCE] = "estimated"
         elif usage is not None and response.estimate_output and response.output_texts is not None:
-            output_tokens = runtime.counter.count_text(request.model, response.output_texts)
+            # Output includes the reasoning the provider already counted (Gemini reports thoughts
+            # on every chunk); the text that arrived is counted on top.
+            output_tokens = usage.reasoning_tokens + runtime.counter.count_text(request.model, response.output_texts)
             usage = replace(usage, output_tokens=output_tokens)
             values[A.USAGE_SOURCE] = "estimated"
         elif usage is not None:
@@ -193,6 +198,20 @@ class LLMCall:
                 [{"role": "assistant", "parts": [{"type": "text", "content": "".join(response.output_texts)}]}]
             )
         span.set_attributes(values)
+
+    def _repair(self, usage: Usage | None, invalid: frozenset[str], output_texts: list[str] | None) -> Usage | None:
+        """Usage that held counts no provider would send: keep the valid ones, count the input and
+        output locally where the request and the answer allow, and report nothing where they do not."""
+        assert usage is not None
+        counter, request = self.runtime.counter, self.request
+        known = {"input_tokens", "output_tokens"} - invalid
+        if "input_tokens" in invalid and request.messages is not None:
+            usage = replace(usage, input_tokens=counter.count_messages(request.model, request.messages))
+            known.add("input_tokens")
+        if "output_tokens" in invalid and output_texts is not None:
+            usage = replace(usage, output_tokens=counter.count_text(request.model, output_texts))
+            known.add("output_tokens")
+        return usage if known or usage.images else None
 
     def _estimate(self, output_texts: list[str]) -> Usage:
         counter, request = self.runtime.counter, self.request

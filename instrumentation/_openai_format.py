@@ -10,14 +10,10 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._sdk_format import field
+from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation.endpoints import endpoint_of
 
 from costspan.usage import Usage
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
 
 
 def usage_from(raw: Any) -> Usage | None:
@@ -28,21 +24,17 @@ def usage_from(raw: Any) -> Usage | None:
     """
     if raw is None:
         return None
-    prompt = field(raw, "prompt_tokens")
-    if prompt is None:
-        prompt = field(raw, "input_tokens")
-    completion = field(raw, "completion_tokens")
-    if completion is None:
-        completion = field(raw, "output_tokens")
-    if prompt is None and completion is None:
+    prompt = "prompt_tokens" if field(raw, "prompt_tokens") is not None else "input_tokens"
+    completion = "completion_tokens" if field(raw, "completion_tokens") is not None else "output_tokens"
+    if field(raw, prompt) is None and field(raw, completion) is None:
         return None
     input_details = field(raw, "prompt_tokens_details") or field(raw, "input_tokens_details")
     output_details = field(raw, "completion_tokens_details") or field(raw, "output_tokens_details")
     return Usage(
-        input_tokens=_int(prompt),
-        output_tokens=_int(completion),
-        cache_read_tokens=_int(field(input_details, "cached_tokens")),
-        reasoning_tokens=_int(field(output_details, "reasoning_tokens")),
+        input_tokens=count(raw, prompt),
+        output_tokens=count(raw, completion),
+        cache_read_tokens=count(input_details, "cached_tokens"),
+        reasoning_tokens=count(output_details, "reasoning_tokens"),
     )
 
 

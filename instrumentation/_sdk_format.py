@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from costspan.usage import as_count
+
 
 def field(obj: Any, name: str) -> Any:
     if obj is None:
@@ -20,6 +22,5 @@ def field(obj: Any, name: str) -> Any:
 
 
 def count(obj: Any, name: str) -> int:
-    """The token count ``obj.name``, 0 when absent or not an int."""
-    value = field(obj, name)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """The token count ``obj.name``: 0 when absent, ``INVALID`` when it is not a count."""
+    return as_count(field(obj, name))

@@ -89,8 +89,8 @@ def _embed_response(result: Any, request: Request) -> Response:
     if usage is None:
         # Vertex AI counts the tokens of each embedded text in its statistics.
         statistics = [field(e, "statistics") for e in field(result, "embeddings") or ()]
-        counts = [n for s in statistics if isinstance(n := field(s, "token_count"), (int, float))]
-        usage = Usage(input_tokens=int(sum(counts))) if counts else None
+        counts = [count(s, "token_count") for s in statistics if field(s, "token_count") is not None]
+        usage = Usage(input_tokens=sum(counts)) if counts else None
     return Response(usage=usage, output_texts=[])
 
 

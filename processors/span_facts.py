@@ -12,7 +12,7 @@ from typing import Any
 
 from costspan import attributes as A
 from costspan.money import usd_to_nanos
-from costspan.usage import CallFacts, Usage
+from costspan.usage import CallFacts, Usage, as_count
 
 DECLARED_COST = "costspan.cost.declared_usd"
 
@@ -48,6 +48,15 @@ def _first_int(attributes: Mapping[str, Any], *names: str) -> int | None:
     return None
 
 
+def _first_count(attributes: Mapping[str, Any], *names: str) -> int | None:
+    """The first token count present; ``INVALID`` when it is no count (the accounting then says so)."""
+    for name in names:
+        value = attributes.get(name)
+        if value is not None:
+            return as_count(value)
+    return None
+
+
 def _first_str(attributes: Mapping[str, Any], *names: str) -> str | None:
     for name in names:
         value = attributes.get(name)
@@ -66,12 +75,14 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
     operation = _first_str(attributes, A.OPERATION, "llm.request.type") or "chat"
     operation = _OPERATION_ALIASES.get(operation, operation)
 
-    input_tokens = _first_int(attributes, A.INPUT_TOKENS, *A.PEER_INPUT_TOKENS)
-    output_tokens = _first_int(attributes, A.OUTPUT_TOKENS, *A.PEER_OUTPUT_TOKENS)
-    cache_read = _first_int(attributes, A.CACHE_READ_TOKENS, *A.PEER_CACHE_READ_TOKENS) or 0
-    cache_write = _first_int(attributes, A.CACHE_CREATION_TOKENS, A.CACHE_WRITE_TOKENS, *A.PEER_CACHE_WRITE_TOKENS) or 0
-    reasoning = _first_int(attributes, A.REASONING_TOKENS, *A.PEER_REASONING_TOKENS) or 0
-    images = _first_int(attributes, A.IMAGE_COUNT) or 0
+    input_tokens = _first_count(attributes, A.INPUT_TOKENS, *A.PEER_INPUT_TOKENS)
+    output_tokens = _first_count(attributes, A.OUTPUT_TOKENS, *A.PEER_OUTPUT_TOKENS)
+    cache_read = _first_count(attributes, A.CACHE_READ_TOKENS, *A.PEER_CACHE_READ_TOKENS) or 0
+    cache_write = (
+        _first_count(attributes, A.CACHE_CREATION_TOKENS, A.CACHE_WRITE_TOKENS, *A.PEER_CACHE_WRITE_TOKENS) or 0
+    )
+    reasoning = _first_count(attributes, A.REASONING_TOKENS, *A.PEER_REASONING_TOKENS) or 0
+    images = _first_count(attributes, A.IMAGE_COUNT) or 0
     has_usage = input_tokens is not None or output_tokens is not None or images > 0
     if input_tokens is not None and A.INPUT_TOKENS not in attributes and provider == "anthropic":
         # Older Anthropic instrumentations report the API's input_tokens, which excludes cache traffic.
@@ -81,7 +92,7 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         output_tokens=output_tokens or 0,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
-        cache_write_1h_tokens=_first_int(attributes, A.CACHE_WRITE_1H_TOKENS, *A.PEER_CACHE_WRITE_1H_TOKENS) or 0,
+        cache_write_1h_tokens=_first_count(attributes, A.CACHE_WRITE_1H_TOKENS, *A.PEER_CACHE_WRITE_1H_TOKENS) or 0,
         reasoning_tokens=reasoning,
         images=images,
     )

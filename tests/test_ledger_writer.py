@@ -172,3 +172,49 @@ def test_retention_applies_in_the_writer(tmp_path: Path) -> None:
     LedgerSink(tmp_path / "l.db", retention_days=30).close()
     assert len(rows(tmp_path / "l.db")) == 1
     assert rows(tmp_path / "l.db", "SELECT SUM(calls) AS n FROM rollup")[0]["n"] == 1
+
+
+def test_a_row_no_sqlite_column_can_hold_is_dropped_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the batch holding a 2**63 count was retried forever (3 of 64 rows written)."""
+    sink = LedgerSink(tmp_path / "l.db", "svc", batch_rows=16)
+    dropped: list[int] = []
+    sink.set_drop_hook(dropped.append)
+    for i in range(64):
+        huge = Usage(input_tokens=2**63, output_tokens=1)
+        sink.record(accounted(i, usage=huge) if i == 3 else accounted(i))
+    assert sink.flush()
+    sink.close()
+    assert len(rows(tmp_path / "l.db")) == 63
+    assert dropped == [1]
+    assert "cannot store" in caplog.text
+
+
+def test_rows_the_disk_will_not_take_at_exit_are_counted_and_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that stays full: SQLite's own "database or disk is full", from a page limit."""
+    sink = LedgerSink(tmp_path / "l.db", "svc")
+    sink.record(accounted(0))
+    assert sink.flush()
+    real_connect = schema.connect
+
+    def full_disk(path: Path) -> sqlite3.Connection:
+        conn = real_connect(path)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return conn
+
+    monkeypatch.setattr(schema, "connect", full_disk)
+    writer = sink._writer
+    writer._stop = True  # the current thread ends after its next pass; the next connection is "full"
+    writer._wake.set()
+    writer._thread.join(5)
+    writer._start()
+    dropped: list[int] = []
+    sink.set_drop_hook(dropped.append)
+    for i in range(1, 2001):
+        sink.record(accounted(i, project="p" * 200))
+    sink.close()
+    assert sum(dropped) > 0
+    assert len(rows(tmp_path / "l.db")) + sum(dropped) == 2001
+    assert "could not be written at exit" in caplog.text

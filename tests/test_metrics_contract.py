@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,7 @@ def real(
     assert harness.runtime.monitor is not None
     harness.runtime.monitor.drain()
 
-    def unreachable(self: MemoryStore, increments: Sequence[Any]) -> tuple[int, ...]:
+    def unreachable(self: MemoryStore, *charge: Any) -> tuple[int, ...]:
         raise ConnectionError("the budget store is down")
 
     with pytest.MonkeyPatch.context() as patch:  # an outage: the charge fails, is counted and kept

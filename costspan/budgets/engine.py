@@ -32,7 +32,7 @@ from costspan.budgets.status import BudgetStatus
 from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, open_store
 from costspan.budgets.windows import Window
 from costspan.errors import BudgetExceededError
-from costspan.money import nanos_to_usd
+from costspan.money import MAX_CALL_NANOS, nanos_to_usd
 from costspan.pricing import UNPRICED, Quote
 from costspan.settings import Settings
 from costspan.usage import CallFacts
@@ -42,10 +42,8 @@ _EMPTY = ChargeResult()
 _EXPIRY_GRACE_S = 3600
 """Counters outlive their window by an hour, so a status read at the turn still finds them."""
 _MAX_REMEMBERED = 10_000
-MAX_DELTA = 2**53 - 1
-"""The largest amount one call may add to a counter: Redis's Lua compares counters as doubles,
-exact below 2**53 (nine million dollars in nano-dollars, far beyond any real call). A larger
-amount can only come from a bad value, and is never sent to the store."""
+MAX_DELTA = MAX_CALL_NANOS
+"""The largest amount one call may add to a counter; a larger one is never sent to the store."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,6 @@ refuses) drops that charge alone, counted and logged; the others keep flowing.
 from __future__ import annotations
 
 import logging
-import sqlite3
-import sys
 import threading
 import time
 from collections import deque
@@ -23,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
 from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult
+from costspan.faults import is_outage
 
 logger = logging.getLogger("costspan")
 T = TypeVar("T")
@@ -199,18 +198,3 @@ class GuardedStore:
             self._failed(operation, exc, now)
             return None
 
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether the store could not be reached, or was busy: worth replaying. Anything else (a value
-    it refuses, a bug) would fail the same way on every replay."""
-    if isinstance(exc, sqlite3.DatabaseError):
-        # Locked, read-only, full, corrupt: the file's state. A refused value is the charge's own fault.
-        return not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError))
-    if isinstance(exc, OSError):
-        return True
-    from costspan.budgets.sqlite import StoreFileReplaced
-
-    if isinstance(exc, StoreFileReplaced):
-        return True
-    redis = sys.modules.get("redis.exceptions")
-    return redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError))

@@ -9,6 +9,11 @@ rows are pending or ``flush_seconds`` after the previous one, and on ``flush()``
 crash (SIGKILL, power loss) therefore loses at most the rows recorded in the last
 ``flush_seconds`` (or ``batch_rows`` rows, whichever comes first), plus the batch being committed.
 A clean exit or SIGTERM loses nothing that was recorded before ``close()``.
+
+Nothing is dropped silently: a row no SQLite column can hold (which would fail its whole batch on
+every retry) is dropped alone, and rows beyond ``MAX_PENDING`` while the disk refuses writes, or
+still unwritten when the process exits, are counted (``rows_dropped``, the ``on_drop`` hook that
+feeds ``costspan_ledger_rows_dropped_total``) and logged.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from costspan.accounting import Accounted
+from costspan.faults import is_outage
 from costspan.ledger import prune as prune_module
 from costspan.ledger import schema
 from costspan.ledger.rows import Row, to_row
@@ -57,6 +64,9 @@ class LedgerWriter:
         self.flush_seconds = flush_seconds
         self.retention_days = retention_days
         self.rows_written = 0
+        self.rows_dropped = 0
+        self.on_drop: Callable[[int], None] | None = None
+        """Called with the number of rows given up (the ``costspan_ledger_rows_dropped_total`` counter)."""
         self._logged: set[str] = set()
         self._closed = False
         self._start()
@@ -76,6 +86,8 @@ class LedgerWriter:
     def put(self, accounted: Accounted) -> None:
         """Enqueue one call. Lock-free; wakes the writer only when a full batch is waiting."""
         pending = self._pending
+        if len(pending) == MAX_PENDING:
+            self._dropped(1, "overflow", "costspan: the ledger cannot keep up (disk full or locked?); rows are dropped")
         pending.append((accounted, time.time_ns() // 1000))
         if len(pending) == self.batch_rows:
             self._wake.set()
@@ -102,6 +114,12 @@ class LedgerWriter:
             self._log_once("close", "costspan: ledger writer busy after %.0fs; unflushed rows may be lost", timeout)
             return
         self._drain_here()
+        lost = len(self._retry) + sum(1 for item in self._pending if not isinstance(item, threading.Event))
+        if lost:
+            self._retry.clear()
+            self._pending.clear()
+            self._dropped(lost, "exit", "costspan: the ledger %s could not be written at exit; %d rows lost",
+                          self.path, lost)
 
     # -- writer thread ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -141,8 +159,13 @@ class LedgerWriter:
                 if isinstance(item, threading.Event):
                     markers.append(item)
                     break
-                rows.append(self._to_row(item))
+                row = self._to_row(item)
+                if row is not None:
+                    rows.append(row)
             if rows and not self._commit(conn, rows):
+                if len(rows) > MAX_PENDING:
+                    excess = len(rows) - MAX_PENDING
+                    self._dropped(excess, "overflow", "costspan: the ledger cannot keep up; rows are dropped")
                 self._retry = rows[-MAX_PENDING:]
                 for marker in markers:
                     marker.set()  # a flush waiter must not hang on a broken disk
@@ -152,24 +175,55 @@ class LedgerWriter:
             if not pending:
                 return
 
-    def _to_row(self, item: tuple[Accounted, int]) -> Row:
+    def _to_row(self, item: tuple[Accounted, int]) -> Row | None:
         accounted, recorded_us = item
-        return to_row(accounted, self.service, recorded_us)
+        try:
+            return to_row(accounted, self.service, recorded_us)
+        except Exception:
+            self._dropped(1, "row", "costspan: a call could not be made into a ledger row; it is dropped")
+            return None
 
     def _commit(self, conn: sqlite3.Connection, rows: list[Row]) -> bool:
+        """Write the batch; on a value SQLite refuses, write its rows one by one and drop the bad ones.
+        False (keep the rows for a retry) when the file cannot be written at all."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._insert(conn, rows)
+            return True
+        except Exception as exc:
+            if is_outage(exc):
+                self._log_once("write", "costspan: cannot write to the ledger %s; will retry", self.path)
+                return False
+        for index, row in enumerate(rows):
             try:
-                insert_rows(conn, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except Exception:
-            self._log_once("write", "costspan: cannot write to the ledger %s; will retry", self.path)
-            return False
-        self.rows_written += len(rows)
+                self._insert(conn, [row])
+            except Exception as exc:
+                if is_outage(exc):
+                    self._log_once("write", "costspan: cannot write to the ledger %s; will retry", self.path)
+                    del rows[:index]
+                    return False
+                self._dropped(1, "value", "costspan: a ledger row held a value SQLite cannot store; it is dropped")
         return True
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            insert_rows(conn, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.rows_written += len(rows)
+
+    def _dropped(self, count: int, key: str, message: str, *args: object) -> None:
+        self.rows_dropped += count
+        if self.on_drop is not None:
+            try:
+                self.on_drop(count)
+            except Exception:
+                logger.debug("costspan: counting dropped ledger rows failed", exc_info=True)
+        if key not in self._logged:
+            self._logged.add(key)
+            logger.error(message, *args)
 
     def _maybe_apply_retention(self, conn: sqlite3.Connection) -> None:
         if self.retention_days is None:

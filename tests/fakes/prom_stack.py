@@ -372,6 +372,8 @@ class FakeCostspanTarget:
         self.ttfc = Histogram("costspan_time_to_first_chunk_seconds", "Time to the first chunk of streams.",
                               [*pm, "operation"], registry=r, buckets=TTFC_BUCKETS)
         self.unpriced = Counter("costspan_unpriced_requests", "LLM calls with no known price.", pm, registry=r)
+        self.invalid_usage = Counter("costspan_invalid_usage", "LLM calls that reported impossible usage.", pm,
+                                     registry=r)
         self.estimation = Histogram("costspan_estimation_error_ratio", "Relative token estimation error.", pm,
                                     registry=r, buckets=ERROR_RATIO_BUCKETS)
         self.folded = Counter("costspan_folded_label_values", "Label values folded into 'other'.", ["label"],
@@ -390,6 +392,7 @@ class FakeCostspanTarget:
         self.store_errors = Counter("costspan_store_errors", "Budget store operations that failed.", ["store"],
                                     registry=r)
         self.store_errors.labels("sqlite")  # present at 0, as after a first store failure was recovered
+        self.ledger_dropped = Counter("costspan_ledger_rows_dropped", "Ledger rows given up.", registry=r)
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
         self._spend = {key: 0.05 * limit for key, limit in self.budgets.items()}
@@ -455,6 +458,8 @@ class FakeCostspanTarget:
                                   ("cache_write", 100 if cache_read else 0), ("reasoning", reasoning)):
             if count:
                 self.tokens.labels(m.provider, m.model, token_type).inc(count)
+        if roll > 0.98:
+            self.invalid_usage.labels(m.provider, m.model).inc()
         if m.input_per_mtok is None:
             self.unpriced.labels(m.provider, m.model).inc()
             cost = 0.0
@@ -552,7 +557,7 @@ class RealCostspanTarget:
         import openai
 
         import costspan
-        from costspan.standin import Scenario
+        from costspan.standin import Scenario, Usage
 
         client, n = self.client, self.rounds
         with costspan.attribute(project="research", feature="search", user=f"user-{n % 5}"):
@@ -567,6 +572,9 @@ class RealCostspanTarget:
             client.embeddings.create(model="text-embedding-3-small", input="the customer's ticket")
         with costspan.attribute(project="research", feature=f"experiment-{n}"):
             client.chat.completions.create(model="mystery-model-1", messages=REAL_MESSAGES)
+        with costspan.attribute(project="research", feature="search"):  # usage no provider would send
+            self.server.enqueue(Scenario(usage=Usage(input_tokens=-5000, output_tokens=-5000)))
+            client.chat.completions.create(model="gpt-4o-mini", messages=REAL_MESSAGES)
         with costspan.attribute(project="support", feature="chatbot"):
             for status, error in ((500, openai.InternalServerError), (429, openai.RateLimitError)):
                 self.server.enqueue(Scenario(status=status))
