@@ -103,9 +103,12 @@ class ChatChunkObserver:
         self._tier: str | None = None
 
     def observe(self, chunk: Any) -> None:
-        if self._id is None:
-            self._id = field(chunk, "id")
-            self._model = field(chunk, "model")
+        # The first non-empty id and model: Azure's first chunk (its prompt filter results) has
+        # ``"id": ""`` and ``"model": ""``, and the deployment name is not the model that answered.
+        if not self._id:
+            self._id = field(chunk, "id") or None
+        if not self._model:
+            self._model = field(chunk, "model") or None
         choices = field(chunk, "choices")
         if choices:
             for choice in choices:

@@ -1,0 +1,82 @@
+"""Real provider traffic shapes (issue 11): Azure streams, tool-call streams, raw-response streams,
+vendors' models behind a proxy on this machine, response models no catalog knows.
+
+Each test drives the real ``openai`` SDK over loopback HTTP against the stand-in, which answers in
+the shapes the providers' API references give (Azure's empty first chunk and content-filter
+results, tool-call deltas split across chunks, a final usage chunk with empty ``choices``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from costspan import attributes as A
+from costspan.standin import ProviderServer, Scenario, ToolCall, Usage
+from costspan.usage import Usage as CostUsage
+from tests.harness import Harness
+from tests.llm_spans import attrs_of, expected_cost
+
+MESSAGES: Any = [{"role": "user", "content": "What is the weather in Lisbon today?"}]
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "The city name."},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Temperature unit."},
+            },
+            "required": ["city"],
+        },
+    },
+}
+WEATHER_CALL = ToolCall("get_weather", '{"city":"Lisbon","unit":"celsius"}')
+
+
+@pytest.fixture
+def azure_client(provider_server: ProviderServer) -> openai.AzureOpenAI:
+    return openai.AzureOpenAI(
+        azure_endpoint=provider_server.base_url, api_key="k", api_version="2024-10-21", max_retries=0
+    )
+
+
+@pytest.fixture
+def as_openai(make_runtime: Callable[..., Harness], provider_server: ProviderServer, openai_instrumented: Any) -> Harness:
+    return make_runtime(COSTSPAN_ENDPOINTS=f"{provider_server.base_url}/v1=openai")
+
+
+# --- 1. Azure streams -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_azure_stream_is_priced_by_the_model_that_answered(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    azure_client: openai.AzureOpenAI,
+    provider_server: ProviderServer,
+    spans: InMemorySpanExporter,
+    include_usage: bool,
+) -> None:
+    harness = make_runtime(COSTSPAN_ENDPOINTS=f"{provider_server.base_url}/openai=azure.ai.openai")
+    provider_server.enqueue(Scenario(response_model="gpt-4o-mini-2024-07-18", usage=Usage(40, 12)))
+    extra: Any = {"stream_options": {"include_usage": True}} if include_usage else {}
+
+    chunks = list(azure_client.chat.completions.create(model="prod-chat", messages=MESSAGES, stream=True, **extra))
+
+    assert chunks[0].choices == [] and chunks[0].id == ""  # Azure's prompt-filter chunk, unchanged
+    attrs = attrs_of(spans)
+    assert attrs[A.PROVIDER] == "azure.ai.openai"
+    assert attrs[A.RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
+    assert attrs[A.RESPONSE_ID].startswith("chatcmpl-")
+    assert attrs[A.COST_STATUS] == "priced"
+    assert attrs[A.USAGE_SOURCE] == ("reported" if include_usage else "estimated")
+    if include_usage:
+        cost = expected_cost(harness, "azure.ai.openai", "gpt-4o-mini-2024-07-18", CostUsage(40, 12))
+        assert attrs[A.COST_USD] == pytest.approx(cost, rel=1e-12)
