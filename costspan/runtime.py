@@ -16,7 +16,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -81,9 +81,19 @@ class Runtime:
         if not facts.has_usage and facts.outcome == "success":
             # Not free and not zero: the call happened and its size is unknown.
             return Quote(UNPRICED, reason="the call reported no usage")
+        quote = self._quote(facts, facts.model)
+        if quote.status == UNPRICED and facts.response_model and facts.request_model not in ("", facts.model):
+            # A response model no catalog knows (OpenAI answers ``davinci-002`` as ``davinci:2023-07-21-v2``):
+            # the request model's price, with the key saying so, before giving up.
+            fallback = self._quote(facts, facts.request_model)
+            if fallback.status == PRICED:
+                return replace(fallback, key=f"{fallback.key} (request model; {facts.response_model} unknown)")
+        return quote
+
+    def _quote(self, facts: CallFacts, model: str) -> Quote:
         return self.pricer.quote(
             facts.provider,
-            facts.model,
+            model,
             facts.usage,
             at=facts.started_at,
             service_tier=facts.service_tier,

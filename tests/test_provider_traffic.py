@@ -80,3 +80,46 @@ def test_azure_stream_is_priced_by_the_model_that_answered(
     if include_usage:
         cost = expected_cost(harness, "azure.ai.openai", "gpt-4o-mini-2024-07-18", CostUsage(40, 12))
         assert attrs[A.COST_USD] == pytest.approx(cost, rel=1e-12)
+
+
+# --- 5. response models no catalog knows; dall-e-2 ------------------------------------------------
+
+
+def test_unknown_response_model_is_priced_as_the_request_model_and_says_so(
+    as_openai: Harness, openai_client: openai.OpenAI, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    provider_server.enqueue(Scenario(response_model="davinci:2023-07-21-v2", usage=Usage(9, 4)))
+
+    openai_client.completions.create(model="davinci-002", prompt="Hello")
+
+    attrs = attrs_of(spans)
+    assert attrs[A.RESPONSE_MODEL] == "davinci:2023-07-21-v2"
+    assert attrs[A.COST_STATUS] == "priced"
+    assert attrs[A.PRICING_KEY] == "openai/davinci-002 (request model; davinci:2023-07-21-v2 unknown)"
+    assert attrs[A.COST_USD] == pytest.approx(expected_cost(as_openai, "openai", "davinci-002", CostUsage(9, 4)))
+
+
+def test_a_response_model_unknown_for_an_unknown_request_model_stays_unpriced(
+    as_openai: Harness, openai_client: openai.OpenAI, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    provider_server.enqueue(Scenario(response_model="mystery:v2", usage=Usage(9, 4)))
+
+    openai_client.completions.create(model="mystery", prompt="Hello")
+
+    assert attrs_of(spans)[A.COST_STATUS] == "unpriced"
+
+
+@pytest.mark.parametrize(("model", "per_image"), [("dall-e-2", 0.02), ("dall-e-3", 0.04)])
+def test_dall_e_images_are_priced_per_image(
+    as_openai: Harness,
+    openai_client: openai.OpenAI,
+    spans: InMemorySpanExporter,
+    model: str,
+    per_image: float,
+) -> None:
+    openai_client.images.generate(model=model, prompt="a tram in Lisbon", n=2, size="1024x1024")
+
+    attrs = attrs_of(spans)
+    assert attrs[A.IMAGE_COUNT] == 2
+    assert attrs[A.COST_STATUS] == "priced"
+    assert attrs[A.COST_USD] == pytest.approx(2 * per_image, rel=1e-12)
