@@ -8,6 +8,9 @@ results, tool-call deltas split across chunks, a final usage chunk with empty ``
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +51,9 @@ def azure_client(provider_server: ProviderServer) -> openai.AzureOpenAI:
 
 
 @pytest.fixture
-def as_openai(make_runtime: Callable[..., Harness], provider_server: ProviderServer, openai_instrumented: Any) -> Harness:
+def as_openai(
+    make_runtime: Callable[..., Harness], provider_server: ProviderServer, openai_instrumented: Any
+) -> Harness:
     return make_runtime(COSTSPAN_ENDPOINTS=f"{provider_server.base_url}/v1=openai")
 
 
@@ -123,3 +128,72 @@ def test_dall_e_images_are_priced_per_image(
     assert attrs[A.IMAGE_COUNT] == 2
     assert attrs[A.COST_STATUS] == "priced"
     assert attrs[A.COST_USD] == pytest.approx(2 * per_image, rel=1e-12)
+
+
+# --- 3. raw-response streams ----------------------------------------------------------------------
+
+
+def test_raw_response_stream_is_observed_through_parse(
+    as_openai: Harness, openai_client: openai.OpenAI, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    provider_server.enqueue(Scenario(usage=Usage(40, 12)))
+
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert spans.get_finished_spans() == ()  # lazy: nothing is read before the application reads
+    stream = raw.parse()
+    assert raw.parse() is stream
+    chunks = list(stream)
+
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None  # the final usage chunk, unchanged
+    attrs = attrs_of(spans)
+    assert (attrs[A.INPUT_TOKENS], attrs[A.OUTPUT_TOKENS]) == (40, 12)
+    assert attrs[A.USAGE_SOURCE] == "reported"
+    assert attrs[A.RESPONSE_MODEL] == "gpt-4o-mini"
+    assert attrs[A.COST_STATUS] == "priced"
+
+
+def test_raw_response_stream_without_usage_is_estimated(
+    as_openai: Harness, openai_client: openai.OpenAI, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+
+    attrs = attrs_of(spans)
+    assert text and attrs[A.USAGE_SOURCE] == "estimated"
+    assert attrs[A.OUTPUT_TOKENS] > 0 and attrs[A.INPUT_TOKENS] > 0
+    assert attrs[A.COST_STATUS] == "priced"
+
+
+def test_async_streaming_response_is_observed(
+    as_openai: Harness, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    client = openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="k", max_retries=0)
+    provider_server.enqueue(Scenario(usage=Usage(40, 12)))
+
+    async def main() -> int:
+        async with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        ) as response:
+            return len([chunk async for chunk in await response.parse()])
+
+    assert asyncio.run(main()) > 2
+    attrs = attrs_of(spans)
+    assert (attrs[A.INPUT_TOKENS], attrs[A.OUTPUT_TOKENS]) == (40, 12)
+    assert attrs[A.COST_STATUS] == "priced"
+
+
+def test_raw_stream_never_parsed_still_ends_its_span(
+    as_openai: Harness, openai_client: openai.OpenAI, spans: InMemorySpanExporter
+) -> None:
+    raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    raw.http_response.close()
+    del raw
+    gc.collect()
+
+    deadline = time.monotonic() + 5
+    while not spans.get_finished_spans() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert attrs_of(spans)[A.REQUEST_STREAM] is True

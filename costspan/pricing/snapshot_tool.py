@@ -35,7 +35,7 @@ ATTRIBUTION = (
 # Image models LiteLLM lists only by size and quality (``1024-x-1024/dall-e-2``: names no call carries).
 # A call is priced per image at OpenAI's list price for the default size and quality (1024x1024,
 # standard); other sizes differ by a few cents, which the span's ``openai.request.image.size`` shows.
-PER_IMAGE = (
+PER_IMAGE: tuple[dict[str, Any], ...] = (
     {"key": "openai/dall-e-2", "match": {"provider": "openai", "model": "dall-e-2"}, "per_image": 0.02,
      "note": "OpenAI list price, 1024x1024 (256x256: 0.016, 512x512: 0.018)"},
     {"key": "openai/dall-e-3", "match": {"provider": "openai", "model": "dall-e-3"}, "per_image": 0.04,

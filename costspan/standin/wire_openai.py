@@ -148,7 +148,8 @@ def chat_completions(ctx: RequestContext) -> Reply:
                                    "refusal": None, "annotations": []}
         if calls:
             message["tool_calls"] = [
-                {"id": _tool_call_id(ctx, i), "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                {"id": _tool_call_id(ctx, i), "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
                 for i, c in enumerate(calls)
             ]
         choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(ctx)}
@@ -187,7 +188,7 @@ def chat_completions(ctx: RequestContext) -> Reply:
         data.update(extra)
         return data
 
-    def choice(delta: dict[str, Any], finish_reason: str | None = None, filtered: bool = True) -> dict[str, Any]:
+    def streamed(delta: dict[str, Any], finish_reason: str | None = None, filtered: bool = True) -> dict[str, Any]:
         """One streamed choice; Azure adds its content filter's verdict to every one (empty on the first)."""
         data: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         if dialect == "azure":
@@ -201,20 +202,20 @@ def chat_completions(ctx: RequestContext) -> Reply:
     first_delta = {"role": "assistant", "content": None if calls and not ctx.text else "", "refusal": None}
     groq_id = fake_id("req_", ctx.request_number, "groq", length=26)
     first_extra = {"x_groq": {"id": groq_id}} if dialect == "groq" else {}
-    frames.append(sse(chunk([choice(first_delta, filtered=False)], **first_extra)))
+    frames.append(sse(chunk([streamed(first_delta, filtered=False)], **first_extra)))
     for piece in ctx.pieces() if ctx.text else ():
-        frames.append(sse(chunk([choice({"content": piece})])))
+        frames.append(sse(chunk([streamed({"content": piece})])))
     for index, call in enumerate(calls):
         # The first delta of a call names it (arguments empty); its arguments follow in pieces.
         head = {"index": index, "id": _tool_call_id(ctx, index), "type": "function",
                 "function": {"name": call.name, "arguments": ""}}
-        frames.append(sse(chunk([choice({"tool_calls": [head]})])))
+        frames.append(sse(chunk([streamed({"tool_calls": [head]})])))
         for piece in _json_pieces(call.arguments):
-            frames.append(sse(chunk([choice({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})])))
+            frames.append(sse(chunk([streamed({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})])))
     last_extra: dict[str, Any] = {}
     if dialect == "groq" and not ctx.scenario.omit_usage:
         last_extra["x_groq"] = {"id": groq_id, "usage": _chat_usage(usage, dialect)}
-    frames.append(sse(chunk([choice({}, _finish(ctx))], **last_extra)))
+    frames.append(sse(chunk([streamed({}, _finish(ctx))], **last_extra)))
     if include_usage and not ctx.scenario.omit_usage:
         frames.append(sse(chunk([], usage=_chat_usage(usage, dialect))))
     frames.append(sse("[DONE]"))
