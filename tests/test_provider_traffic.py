@@ -197,3 +197,63 @@ def test_raw_stream_never_parsed_still_ends_its_span(
     while not spans.get_finished_spans() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert attrs_of(spans)[A.REQUEST_STREAM] is True
+
+
+# --- 4. a vendor's model behind a proxy on this machine -------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "key"), [("gpt-4o-mini", "openai/gpt-4o-mini"), ("claude-sonnet-4-5", "anthropic/")])
+def test_vendor_model_through_a_local_proxy_is_priced_at_list_price(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    openai_client: openai.OpenAI,
+    provider_server: ProviderServer,
+    spans: InMemorySpanExporter,
+    model: str,
+    key: str,
+) -> None:
+    make_runtime()  # the stand-in's loopback address is not named: a LiteLLM-style proxy on this machine
+    provider_server.enqueue(Scenario(usage=Usage(1000, 100)))
+
+    openai_client.chat.completions.create(model=model, messages=MESSAGES)
+
+    attrs = attrs_of(spans)
+    assert attrs[A.PROVIDER] == "local" and attrs[A.ENDPOINT_LOCAL] is True
+    assert attrs[A.COST_STATUS] == "priced"
+    assert str(attrs[A.PRICING_KEY]).startswith(key)
+    assert str(attrs[A.PRICING_SOURCE]).endswith("by model name on a local endpoint")
+    assert attrs[A.COST_USD] > 0
+
+
+@pytest.mark.parametrize("model", ["llama3.2", "deepseek-r1:8b", "qwen2.5-coder"])
+def test_local_models_on_loopback_stay_free(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    openai_client: openai.OpenAI,
+    provider_server: ProviderServer,
+    spans: InMemorySpanExporter,
+    model: str,
+) -> None:
+    harness = make_runtime()
+    provider_server.enqueue(Scenario(usage=Usage(10, 10)))
+
+    openai_client.chat.completions.create(model=model, messages=MESSAGES)
+
+    assert attrs_of(spans)[A.COST_STATUS] == "free"
+    assert harness.sample("costspan_unpriced_requests_total") == 0
+
+
+def test_endpoints_naming_a_loopback_server_local_forces_free(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    openai_client: openai.OpenAI,
+    provider_server: ProviderServer,
+    spans: InMemorySpanExporter,
+) -> None:
+    make_runtime(COSTSPAN_ENDPOINTS=f"{provider_server.base_url}=local")
+    provider_server.enqueue(Scenario(usage=Usage(1000, 100)))
+
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    attrs = attrs_of(spans)
+    assert attrs[A.ENDPOINT_LOCAL] is True and attrs[A.COST_STATUS] == "free"
