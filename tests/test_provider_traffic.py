@@ -257,3 +257,26 @@ def test_endpoints_naming_a_loopback_server_local_forces_free(
 
     attrs = attrs_of(spans)
     assert attrs[A.ENDPOINT_LOCAL] is True and attrs[A.COST_STATUS] == "free"
+
+
+# --- 2. tool-call streams without usage ---------------------------------------------------------------
+
+
+def test_tool_call_stream_without_usage_counts_tools_and_arguments(
+    as_openai: Harness, openai_client: openai.OpenAI, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    provider_server.enqueue(Scenario(tool_calls=(WEATHER_CALL,)))
+
+    chunks = list(openai_client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, tools=[WEATHER_TOOL], stream=True
+    ))
+
+    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(deltas) > 2  # the arguments arrive split across chunks
+    attrs = attrs_of(spans)
+    assert attrs[A.USAGE_SOURCE] == "estimated"
+    counter = as_openai.runtime.counter
+    plain = counter.count_messages("gpt-4o-mini", MESSAGES)
+    assert attrs[A.INPUT_TOKENS] > plain + 30  # the tool definition is billed input
+    assert attrs[A.OUTPUT_TOKENS] >= counter.count_text("gpt-4o-mini", [WEATHER_CALL.name, WEATHER_CALL.arguments])
+    assert attrs[A.RESPONSE_FINISH_REASONS] == ("tool_calls",)
