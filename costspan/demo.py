@@ -82,7 +82,10 @@ def _config(state: Path, urls: dict[str, str]) -> str:
     return textwrap.dedent(
         f"""
         # Written by `costspan demo`. The endpoints below are the local stand-ins, named as the
-        # providers they imitate so that their calls are priced as the real ones would be.
+        # providers they imitate: the billing provider each call is counted under. (Unnamed, a
+        # loopback endpoint is a local server: a model a vendor's list price covers, such as
+        # gpt-4o-mini through a LiteLLM proxy, is priced at that price with
+        # costspan.endpoint.local=true; any other model is free. `URL: local` forces free.)
         store: sqlite:///{state / "costspan.db"}
         endpoints:
           {urls["openai"]}/v1: openai

@@ -22,9 +22,21 @@ from typing import Any
 logger = logging.getLogger("costspan")
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
-# OpenAI chat format overhead: tokens per message and for priming the reply.
+# OpenAI chat format overhead: tokens per message (besides its role, which is encoded too), per
+# message name, and for priming the reply.
 _PER_MESSAGE = 3
+_PER_NAME = 1
 _REPLY_PRIMING = 3
+# Tool definitions as the chat format renders them (OpenAI cookbook, "counting tokens for tools"):
+# per function, per parameter list, per parameter, per enum value, and once after all of them.
+_PER_FUNCTION = 7
+_PER_PROPERTIES = 3
+_PER_PROPERTY = 3
+_PER_ENUM = -3
+_PER_ENUM_ITEM = 3
+_TOOLS_END = 12
+# A tool call in the answer, beyond its name and arguments (the recipient and call framing).
+PER_TOOL_CALL = 9
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss", "codex")
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada")
 
@@ -67,6 +79,16 @@ def message_text(messages: object) -> list[str]:
     return out
 
 
+def _tool_call_texts(calls: object) -> list[str]:
+    """Names and arguments of the tool calls of an assistant message in the request."""
+    out: list[str] = []
+    for call in calls if isinstance(calls, (list, tuple)) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            out += [str(function.get("name") or ""), str(function.get("arguments") or "")]
+    return out
+
+
 class TokenCounter:
     """Counts tokens for a model: exact BPE when available, else a calibrated ratio."""
 
@@ -102,13 +124,46 @@ class TokenCounter:
         chars = sum(len(t) for t in texts)
         return round(chars / self.chars_per_token(model)) if chars else 0
 
-    def count_messages(self, model: str, messages: object) -> int:
-        """Input tokens of a chat request, including the chat format's per-message overhead."""
+    def count_messages(self, model: str, messages: object, tools: object = None) -> int:
+        """Input tokens of a chat request as the provider bills them: the text, the chat format's
+        per-message framing (role, name) and reply priming, and the tool definitions."""
+        texts = message_text(messages)
+        overhead = 0
         if isinstance(messages, (list, tuple)) and messages and isinstance(messages[0], dict):
             overhead = _PER_MESSAGE * len(messages) + _REPLY_PRIMING
-        else:
-            overhead = 0
-        return self.count_text(model, message_text(messages)) + overhead
+            for message in messages:
+                texts.append(str(message.get("role") or ""))
+                if message.get("name"):
+                    texts.append(str(message["name"]))
+                    overhead += _PER_NAME
+                texts.extend(_tool_call_texts(message.get("tool_calls")))
+        return self.count_text(model, texts) + overhead + self.count_tools(model, tools)
+
+    def count_tools(self, model: str, tools: object) -> int:
+        """Tool (function) definitions and a JSON-schema response format, as the chat format renders them."""
+        if not isinstance(tools, (list, tuple)) or not tools:
+            return 0
+        overhead, texts = _TOOLS_END, []
+        for tool in tools:
+            function = tool.get("function", tool) if isinstance(tool, dict) else None
+            if not isinstance(function, dict):
+                continue
+            overhead += _PER_FUNCTION
+            description = str(function.get("description") or "").removesuffix(".")
+            texts.append(f"{function.get('name', '')}:{description}")
+            schema = function.get("parameters") or function.get("schema") or {}
+            properties = schema.get("properties") if isinstance(schema, dict) else None
+            if isinstance(properties, dict) and properties:
+                overhead += _PER_PROPERTIES
+                for key, spec in properties.items():
+                    spec = spec if isinstance(spec, dict) else {}
+                    overhead += _PER_PROPERTY
+                    enum = spec.get("enum")
+                    if isinstance(enum, list):
+                        overhead += _PER_ENUM + _PER_ENUM_ITEM * len(enum)
+                        texts.extend(str(item) for item in enum)
+                    texts.append(f"{key}:{spec.get('type', '')}:{str(spec.get('description') or '').removesuffix('.')}")
+        return self.count_text(model, texts) + overhead
 
     def calibrate(self, model: str, chars: int, reported_tokens: int) -> None:
         """Learn the ratio of a model that BPE cannot count, from a call that reported usage."""

@@ -67,18 +67,24 @@ def is_local_endpoint(
 ) -> bool:
     """For spans from other instrumentations, which say only where the call went.
 
-    A loopback address is a local model server unless the user named that endpoint as a
-    provider (a gateway or stand-in on this machine that stands for a billing provider).
+    A loopback address is a local endpoint unless the user named it as a billing provider (a
+    gateway or stand-in on this machine that stands for one); naming it ``local`` keeps it local.
     """
     if provider in LOCAL_PROVIDERS:
         return True
     if not is_local_host(address):
         return False
-    for prefix, _ in overrides:
+    named = named_provider(address, port, overrides)
+    return named is None or named in LOCAL_PROVIDERS
+
+
+def named_provider(address: str | None, port: int | None, overrides: tuple[tuple[str, str], ...]) -> str | None:
+    """The provider ``endpoints:`` names for the server at ``address:port``, if it names one."""
+    for prefix, provider in overrides:
         parts = urlsplit(prefix)
         if (parts.hostname or "").lower() == (address or "").lower() and (port is None or parts.port in (None, port)):
-            return False
-    return True
+            return provider
+    return None
 
 
 def parse_overrides(spec: str) -> tuple[tuple[str, str], ...]:

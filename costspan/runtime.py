@@ -16,7 +16,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -27,8 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from costspan.accounting import Accounted, ChargeResult, Sink
 from costspan.errors import ConfigError
 from costspan.estimation import EstimationMonitor, TokenCounter
-from costspan.pricing import PRICED, UNPRICED, Pricer, Quote
-from costspan.providers import is_local_endpoint
+from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
+from costspan.pricing.names import vendor
+from costspan.providers import LOCAL_PROVIDERS, is_local_endpoint, named_provider
 from costspan.settings import Settings, load_settings
 from costspan.usage import USAGE_INVALID, CallFacts, checked
 
@@ -86,9 +87,42 @@ class Runtime:
         if not facts.has_usage and facts.outcome == "success":
             # Not free and not zero: the call happened and its size is unknown.
             return Quote(UNPRICED, reason="the call reported no usage")
+        quote = self._quote(facts, facts.model)
+        if quote.status == FREE and not self._named_local(facts):
+            quote = self._vendor_list_price(facts) or quote
+        if quote.status == UNPRICED and facts.response_model and facts.request_model not in ("", facts.model):
+            # A response model no catalog knows (OpenAI answers ``davinci-002`` as ``davinci:2023-07-21-v2``):
+            # the request model's price, with the key saying so, before giving up.
+            fallback = self._quote(facts, facts.request_model)
+            if fallback.status == PRICED:
+                return replace(fallback, key=f"{fallback.key} (request model; {facts.response_model} unknown)")
+        return quote
+
+    def _vendor_list_price(self, facts: CallFacts) -> Quote | None:
+        """A vendor's model on a loopback endpoint (a LiteLLM proxy, a company sidecar, an SSH tunnel)
+        is billed by the vendor: priced at its list price when a catalog has one, else None (a model
+        only a local server has stays free). Not for Ollama's daemon, nor for a model with an Ollama-style
+        tag (``deepseek-r1:8b``): those are open weights running here, whatever a vendor calls alike."""
+        billed_by = vendor(facts.model)
+        model = facts.model.lower()
+        if billed_by is None or facts.provider == "ollama" or (":" in model and not model.startswith("ft:")):
+            return None
+        quote = self.pricer.quote(
+            billed_by, facts.model, facts.usage, at=facts.started_at, service_tier=facts.service_tier
+        )
+        if quote.status != PRICED:
+            return None
+        return replace(quote, source=f"{quote.source}; by model name on a local endpoint")
+
+    def _named_local(self, facts: CallFacts) -> bool:
+        """``endpoints:`` names this local server as a local model server: free, whatever the model."""
+        named = named_provider(facts.server_address, facts.server_port, self.settings.endpoints)
+        return named is not None and named in LOCAL_PROVIDERS
+
+    def _quote(self, facts: CallFacts, model: str) -> Quote:
         return self.pricer.quote(
             facts.provider,
-            facts.model,
+            model,
             facts.usage,
             at=facts.started_at,
             service_tier=facts.service_tier,

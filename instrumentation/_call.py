@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from costspan import attributes as A
 from costspan import attribution
 from costspan.errors import BudgetExceededError
-from costspan.estimation import Sample, message_text
+from costspan.estimation import PER_TOOL_CALL, Sample, message_text
 from costspan.ledger.prompt_hash import hash_messages
 from costspan.providers import Endpoint
 from costspan.runtime import Runtime
@@ -44,6 +44,8 @@ class Request:
     messages: Any = None
     """Request content, kept in memory only for token counting and the prompt hash; never on the span."""
     max_tokens: int | None = None
+    tools: list[Any] | None = None
+    """Tool definitions and a JSON response schema: billed input, counted when usage must be estimated."""
     attributes: dict[str, Any] = field(default_factory=dict)
 
     def sent_to(self, endpoint: Endpoint) -> Request:
@@ -63,6 +65,9 @@ class Response:
     usage: Usage | None = None
     service_tier: str | None = None
     output_texts: list[str] | None = None
+    tool_call_texts: list[str] = field(default_factory=list)
+    """Names and argument pieces of the tool calls in the answer (billed output, never answer text)."""
+    tool_calls: int = 0
     estimate_output: bool = False
     """The stream ended before its final usage: ``usage`` has the reported input, count the output from the texts."""
 
@@ -152,16 +157,15 @@ class LLMCall:
             values[A.RESPONSE_TTFC] = (self._first_chunk_ns - self._start_ns) / 1e9
         usage, invalid = (None, frozenset[str]()) if response.usage is None else checked(response.usage)
         if invalid:
-            usage = self._repair(usage, invalid, response.output_texts)
+            usage = self._repair(usage, invalid, response)
             values[A.USAGE_SOURCE] = USAGE_INVALID
         elif usage is None and response.output_texts is not None:
-            usage = self._estimate(response.output_texts)
+            usage = self._estimate(response)
             values[A.USAGE_SOURCE] = "estimated"
         elif usage is not None and response.estimate_output and response.output_texts is not None:
             # Output includes the reasoning the provider already counted (Gemini reports thoughts
-            # on every chunk); the text that arrived is counted on top.
-            output_tokens = usage.reasoning_tokens + runtime.counter.count_text(request.model, response.output_texts)
-            usage = replace(usage, output_tokens=output_tokens)
+            # on every chunk); what arrived is counted on top.
+            usage = replace(usage, output_tokens=usage.reasoning_tokens + self._count_output(response))
             values[A.USAGE_SOURCE] = "estimated"
         elif usage is not None:
             values[A.USAGE_SOURCE] = "reported"
@@ -199,24 +203,30 @@ class LLMCall:
             )
         span.set_attributes(values)
 
-    def _repair(self, usage: Usage | None, invalid: frozenset[str], output_texts: list[str] | None) -> Usage | None:
+    def _repair(self, usage: Usage | None, invalid: frozenset[str], response: Response) -> Usage | None:
         """Usage that held counts no provider would send: keep the valid ones, count the input and
         output locally where the request and the answer allow, and report nothing where they do not."""
         assert usage is not None
         counter, request = self.runtime.counter, self.request
         known = {"input_tokens", "output_tokens"} - invalid
         if "input_tokens" in invalid and request.messages is not None:
-            usage = replace(usage, input_tokens=counter.count_messages(request.model, request.messages))
+            usage = replace(usage, input_tokens=counter.count_messages(request.model, request.messages, request.tools))
             known.add("input_tokens")
-        if "output_tokens" in invalid and output_texts is not None:
-            usage = replace(usage, output_tokens=counter.count_text(request.model, output_texts))
+        if "output_tokens" in invalid and response.output_texts is not None:
+            usage = replace(usage, output_tokens=self._count_output(response))
             known.add("output_tokens")
         return usage if known or usage.images else None
 
-    def _estimate(self, output_texts: list[str]) -> Usage:
+    def _estimate(self, response: Response) -> Usage:
         counter, request = self.runtime.counter, self.request
-        input_tokens = counter.count_messages(request.model, request.messages) if request.messages is not None else 0
-        return Usage(input_tokens=input_tokens, output_tokens=counter.count_text(request.model, output_texts))
+        messages = request.messages
+        input_tokens = counter.count_messages(request.model, messages, request.tools) if messages is not None else 0
+        return Usage(input_tokens=input_tokens, output_tokens=self._count_output(response))
+
+    def _count_output(self, response: Response) -> int:
+        """What the provider bills as output: the text, and the tool calls' names and arguments."""
+        texts = [*(response.output_texts or ()), *response.tool_call_texts]
+        return self.runtime.counter.count_text(self.request.model, texts) + PER_TOOL_CALL * response.tool_calls
 
 
 def _open_span(runtime: Runtime, request: Request) -> Span:
@@ -255,7 +265,7 @@ def precheck(runtime: Runtime, request: Request) -> object | None:
     worst_case: int | None = None
     try:
         if request.messages is not None and runtime.budgets.wants_input_estimate():
-            input_tokens = runtime.counter.count_messages(request.model, request.messages)
+            input_tokens = runtime.counter.count_messages(request.model, request.messages, request.tools)
             # The worst case: the request's max_tokens, else the cap a reserving budget configures.
             max_output = request.max_tokens if request.max_tokens is not None else runtime.budgets.output_token_cap()
             if max_output is not None:

@@ -81,13 +81,16 @@ class ChatChunkObserver:
     Gemini and Ollama, instead of being taken as zero.
     """
 
-    __slots__ = ("_finish", "_groq", "_id", "_model", "_texts", "_tier", "_usage")
+    __slots__ = ("_calls", "_finish", "_groq", "_id", "_model", "_texts", "_tier", "_tool_texts", "_usage")
 
     def __init__(self, request: Request) -> None:
         self._groq = request.provider == "groq"
         """Only Groq's chunks carry ``x_groq``; asking an OpenAI chunk for it costs a pydantic
         ``AttributeError`` per chunk."""
         self._texts: list[str] = []
+        self._tool_texts: list[str] = []
+        self._calls: set[tuple[int, int]] = set()
+        """(choice index, tool call index) of every call seen: its name comes once, its arguments in pieces."""
         self._finish: list[str] = []
         self._usage: Any = None
         self._model: str | None = None
@@ -95,9 +98,12 @@ class ChatChunkObserver:
         self._tier: str | None = None
 
     def observe(self, chunk: Any) -> None:
-        if self._id is None:
-            self._id = field(chunk, "id")
-            self._model = field(chunk, "model")
+        # The first non-empty id and model: Azure's first chunk (its prompt filter results) has
+        # ``"id": ""`` and ``"model": ""``, and the deployment name is not the model that answered.
+        if not self._id:
+            self._id = field(chunk, "id") or None
+        if not self._model:
+            self._model = field(chunk, "model") or None
         choices = field(chunk, "choices")
         if choices:
             for choice in choices:
@@ -105,6 +111,8 @@ class ChatChunkObserver:
                 text = field(delta, "content") if delta is not None else field(choice, "text")
                 if text:
                     self._texts.append(text)
+                if delta is not None:
+                    self._observe_calls(field(choice, "index") or 0, delta)
                 reason = field(choice, "finish_reason")
                 if reason:
                     self._finish.append(str(reason))
@@ -115,15 +123,33 @@ class ChatChunkObserver:
             self._usage = usage
             self._tier = field(chunk, "service_tier")
 
+    def _observe_calls(self, choice: int, delta: Any) -> None:
+        """Tool-call deltas (and the legacy ``function_call``): billed output that is not ``content``."""
+        calls = field(delta, "tool_calls")
+        legacy = field(delta, "function_call")
+        pieces = [(field(call, "index") or 0, field(call, "function")) for call in calls or ()]
+        if legacy is not None:
+            pieces.append((-1, legacy))
+        for index, function in pieces:
+            if function is None:
+                continue
+            self._calls.add((choice, index))
+            for part in (field(function, "name"), field(function, "arguments")):
+                if part:
+                    self._tool_texts.append(part)
+
     def response(self) -> Response:
         usage = usage_from(self._usage)
+        answered = bool(self._texts or self._tool_texts)
         return Response(
             model=self._model,
             response_id=self._id,
             finish_reasons=self._finish,
             usage=usage,
             service_tier=self._tier,
-            output_texts=self._texts if (usage is None or self._texts) else None,
+            output_texts=self._texts if (usage is None or answered) else None,
+            tool_call_texts=self._tool_texts,
+            tool_calls=len(self._calls),
         )
 
 
@@ -158,8 +184,23 @@ def read_chat_request(provider: str, operation: str, kwargs: dict[str, Any]) -> 
         stream=kwargs.get("stream") is True,
         messages=messages if isinstance(messages, (list, tuple, str)) else None,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        tools=_billed_schemas(kwargs),
     )
     tier = kwargs.get("service_tier")
     if isinstance(tier, str):
         request.attributes["openai.request.service_tier"] = tier
     return request
+
+
+def _billed_schemas(kwargs: dict[str, Any]) -> list[Any] | None:
+    """``tools`` (or legacy ``functions``) and a ``json_schema`` response format, as function definitions."""
+    schemas: list[Any] = []
+    for key in ("tools", "functions"):
+        value = kwargs.get(key)
+        if isinstance(value, (list, tuple)):
+            schemas.extend(value)
+    response_format = kwargs.get("response_format")
+    if isinstance(response_format, dict) and isinstance(json_schema := response_format.get("json_schema"), dict):
+        schemas.append({"name": json_schema.get("name"), "description": json_schema.get("description"),
+                        "parameters": json_schema.get("schema")})
+    return schemas or None

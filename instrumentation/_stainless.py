@@ -4,15 +4,19 @@
 object, and ``with_streaming_response`` one whose body has not been read yet. The body is read off
 the wrapper's ``http_response`` as JSON, never through ``parse()``: the async wrappers' ``parse()``
 is a coroutine, and reading a body the application has not read yet would take the streaming
-away from it. A streamed or unread body leaves the span without usage.
+away from it. A streamed body is observed where the application reads it: the raw wrapper is
+proxied, and the stream its ``parse()`` returns is the usual lazy stream proxy.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+import wrapt
 from costspan.instrumentation._call import Request, Response
+from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, finish_abandoned, proxy_stream
 
 ResponseReader = Callable[[Any, Request], Response]
 
@@ -24,7 +28,7 @@ def unwrap_raw(read: ResponseReader) -> ResponseReader:
         http = getattr(result, "http_response", None)
         if http is None:
             return read(result, request)
-        if request.stream or not http.is_closed:
+        if not http.is_closed:
             return Response()
         return read(http.json(), request)
 
@@ -32,5 +36,50 @@ def unwrap_raw(read: ResponseReader) -> ResponseReader:
 
 
 def is_stream(result: Any, request: Request) -> bool:
-    """A streamed request answers a stream, unless the raw-response wrapper holds it."""
-    return request.stream and not hasattr(result, "http_response")
+    """A streamed request answers a stream, or a raw-response wrapper whose ``parse()`` gives one."""
+    return request.stream
+
+
+def wrap_stream_or_raw(
+    result: Any, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None], *, is_async: bool
+) -> Any:
+    """``Operation.proxy_stream`` of the Stainless SDKs: the stream, or the raw wrapper that will parse it."""
+    state = StreamState(call, observer, log_error)
+    if hasattr(result, "http_response"):
+        return RawStreamResponse(result, state, is_async)
+    return proxy_stream(result, state, is_async=is_async)
+
+
+class RawStreamResponse(wrapt.ObjectProxy):
+    """``with_raw_response`` / ``with_streaming_response`` around a stream: ``parse()`` hands back the
+    observed stream (the same proxy each time; awaited first where the SDK's ``parse()`` is a
+    coroutine). Headers, ``http_response`` and the rest are the SDK's own. A wrapper dropped without
+    its stream ever being parsed ends the call as an abandoned stream."""
+
+    def __init__(self, wrapped: Any, state: StreamState, is_async: bool) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+        self._self_is_async = is_async
+        self._self_streams: dict[int, Any] = {}
+        """id of the SDK's parsed stream -> its proxy (the SDKs cache what ``parse()`` returns)."""
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(parsed):
+            return self._observe_later(parsed)
+        return self._observe(parsed)
+
+    async def _observe_later(self, parsing: Any) -> Any:
+        return self._observe(await parsing)
+
+    def _observe(self, stream: Any) -> Any:
+        proxied = self._self_streams.get(id(stream))
+        if proxied is None:
+            proxied = proxy_stream(stream, self._self_state, is_async=self._self_is_async)
+            self._self_streams[id(stream)] = proxied
+        return proxied
+
+    def __del__(self) -> None:
+        state = getattr(self, "_self_state", None)
+        if state is not None and not state.finished and not self._self_streams:
+            finish_abandoned(state)

@@ -38,7 +38,7 @@ class ChunkObserver(Protocol):
     def response(self) -> Response: ...
 
 
-class _StreamState:
+class StreamState:
     __slots__ = ("call", "finished", "log_error", "observer", "off_loop")
 
     def __init__(self, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None]) -> None:
@@ -94,7 +94,7 @@ def ends_off_loop(runtime: Runtime | None) -> bool:
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):
-    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+    def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
 
@@ -132,11 +132,11 @@ class SyncStreamProxy(wrapt.ObjectProxy):
     def __del__(self) -> None:
         state = getattr(self, "_self_state", None)
         if state is not None and not state.finished:
-            _finish_abandoned(state)
+            finish_abandoned(state)
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):
-    def __init__(self, wrapped: Any, state: _StreamState) -> None:
+    def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
 
@@ -181,10 +181,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
     def __del__(self) -> None:
         state = getattr(self, "_self_state", None)
         if state is not None and not state.finished:
-            _finish_abandoned(state)
+            finish_abandoned(state)
 
 
-def _finish_abandoned(state: _StreamState) -> None:
+def finish_abandoned(state: StreamState) -> None:
     """End an abandoned stream's call on another thread: the collector runs ``__del__`` wherever it
     happens to run, possibly inside costspan's own code holding the budget store's lock."""
     with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
@@ -194,5 +194,8 @@ def _finish_abandoned(state: _StreamState) -> None:
 def wrap_stream(
     stream: Any, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None], *, is_async: bool
 ) -> Any:
-    state = _StreamState(call, observer, log_error)
+    return proxy_stream(stream, StreamState(call, observer, log_error), is_async=is_async)
+
+
+def proxy_stream(stream: Any, state: StreamState, *, is_async: bool) -> Any:
     return AsyncStreamProxy(stream, state) if is_async else SyncStreamProxy(stream, state)

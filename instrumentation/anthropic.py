@@ -23,7 +23,7 @@ import wrapt
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._sdk_format import count, field
-from costspan.instrumentation._stainless import is_stream, unwrap_raw
+from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
 from costspan.instrumentation._wrapping import Operation, run_async, run_sync
 from costspan.instrumentation.endpoints import endpoint_of
@@ -215,7 +215,8 @@ def _stream_manager_wrapper(operation: Operation, is_async: bool) -> Any:
 
 
 _CREATE = Operation(
-    _reader(helper=False), unwrap_raw(_message_response), EventObserver, is_stream, sdk_traces=_traced_by_sdk
+    _reader(helper=False), unwrap_raw(_message_response), EventObserver, is_stream, sdk_traces=_traced_by_sdk,
+    proxy_stream=wrap_stream_or_raw,
 )
 _STREAM_HELPER = Operation(
     _reader(helper=True),

@@ -13,11 +13,14 @@ from typing import Any
 import groq  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._openai_format import ChatChunkObserver, chat_response, request_reader
-from costspan.instrumentation._stainless import is_stream, unwrap_raw
+from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._wrapping import Operation
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-_CHAT = Operation(request_reader("groq", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream)
+_CHAT = Operation(
+    request_reader("groq", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream,
+    proxy_stream=wrap_stream_or_raw,
+)
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("groq.resources.chat.completions", "Completions", "create", _CHAT),

@@ -21,7 +21,7 @@ from costspan.instrumentation._openai_format import (
     request_reader,
     usage_from,
 )
-from costspan.instrumentation._stainless import is_stream, unwrap_raw
+from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._wrapping import Operation
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
@@ -97,13 +97,18 @@ def _images_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     return request
 
 
-_CHAT = Operation(request_reader("openai", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream)
+_CHAT = Operation(
+    request_reader("openai", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream,
+    proxy_stream=wrap_stream_or_raw,
+)
 _COMPLETION = Operation(
-    request_reader("openai", "text_completion"), unwrap_raw(completion_response), ChatChunkObserver, is_stream
+    request_reader("openai", "text_completion"), unwrap_raw(completion_response), ChatChunkObserver, is_stream,
+    proxy_stream=wrap_stream_or_raw,
 )
 _EMBEDDINGS = Operation(request_reader("openai", "embeddings"), unwrap_raw(embedding_response))
 _RESPONSES = Operation(
-    request_reader("openai", "chat"), unwrap_raw(_responses_response), ResponsesEventObserver, is_stream
+    request_reader("openai", "chat"), unwrap_raw(_responses_response), ResponsesEventObserver, is_stream,
+    proxy_stream=wrap_stream_or_raw,
 )
 _IMAGES = Operation(_images_request, unwrap_raw(_images_response))
 

@@ -138,8 +138,14 @@ class CostSpanProcessor(SpanProcessor):
             A.COST_STATUS: quote.status,
             A.USAGE_SOURCE: accounted.facts.usage_source,
         }
-        if accounted.facts.project and A.PROJECT not in _attributes(span):
+        attrs = _attributes(span)
+        if accounted.facts.project and A.PROJECT not in attrs:
             values[A.PROJECT] = accounted.facts.project
+        if accounted.facts.local and A.ENDPOINT_LOCAL not in attrs:
+            values[A.ENDPOINT_LOCAL] = True  # another instrumentation's span of a call to this machine
+        if A.CACHE_CREATION_TOKENS not in attrs and (written := attrs.get(A.CACHE_WRITE_TOKENS)) is not None:
+            # The anthropic SDK's own span says ``cache_write``; every priced span carries the semconv name.
+            values[A.CACHE_CREATION_TOKENS] = written
         if quote.status != "unpriced":
             values.update(
                 {

@@ -15,8 +15,24 @@ def test_bpe_counts_openai_models_exactly() -> None:
     # "Hello, world!" is 4 tokens in both o200k_base and cl100k_base.
     assert counter.count_text("gpt-4o", ["Hello, world!"]) == 4
     assert counter.count_text("gpt-4", ["Hello, world!"]) == 4
-    # Chat format: 3 per message + 3 priming.
-    assert counter.count_messages("gpt-4o", [{"role": "user", "content": "Hello, world!"}]) == 4 + 3 + 3
+    # Chat format: 3 per message, its role (1 token: "user") + 3 priming.
+    assert counter.count_messages("gpt-4o", [{"role": "user", "content": "Hello, world!"}]) == 4 + 3 + 1 + 3
+
+
+def test_tool_definitions_are_counted_as_the_chat_format_renders_them() -> None:
+    pytest.importorskip("bpe_openai")
+    counter = TokenCounter()
+    tool = {"type": "function", "function": {
+        "name": "get_weather", "description": "Get the weather.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "City."},
+            "unit": {"type": "string", "enum": ["c", "f"], "description": "Unit."},
+        }},
+    }}
+    texts = ["get_weather:Get the weather", "city:string:City", "unit:string:Unit", "c", "f"]
+    # 7 per function, 3 for its properties, 3 per property, -3 + 3 per enum item, 12 at the end.
+    assert counter.count_tools("gpt-4o", [tool]) == counter.count_text("gpt-4o", texts) + 7 + 3 + 3 + 3 - 3 + 6 + 12
+    assert counter.count_tools("gpt-4o", None) == 0
 
 
 def test_heuristic_is_calibrated_from_reported_usage() -> None:

@@ -129,6 +129,8 @@ def test_sdk_span_is_priced_and_ours_steps_aside(
         attrs = dict(span.attributes or {})
         assert span.kind is SpanKind.CLIENT
         assert attrs[A.INPUT_TOKENS] == 145  # the SDK normalised it already
+        # The SDK says cache_write; the README promises the semconv name too (theirs is kept).
+        assert attrs[A.CACHE_WRITE_TOKENS] == attrs[A.CACHE_CREATION_TOKENS] == 15
         assert attrs[A.COST_STATUS] == "priced"
         assert attrs[A.COST_USD] == pytest.approx(cost, rel=1e-12)
         assert attrs[A.PROJECT] == "atlas"

@@ -261,3 +261,18 @@ def test_with_openllmetry_installed_one_call_counts_once(
     assert len([s for s in spans.get_finished_spans() if (s.attributes or {}).get(A.COST_STATUS)]) == 1
     assert harness.sample("costspan_requests_total", outcome="success") == 1
     assert harness.sample("costspan_tokens_total", type="input") == 60
+
+
+@pytest.mark.parametrize(("model", "status"), [(OPENAI_MODEL, "priced"), ("llama3.2", "free")])
+def test_peer_span_to_a_loopback_endpoint_follows_the_local_rule(
+    harness: Harness, spans: InMemorySpanExporter, model: str, status: str
+) -> None:
+    # A proxy on this machine forwards a vendor's model (billed); a local server's own model is free.
+    peer_span(f"chat {model}", {
+        A.OPERATION: "chat", A.PROVIDER: "openai", A.REQUEST_MODEL: model, A.SERVER_ADDRESS: "localhost",
+        A.SERVER_PORT: 4000, A.INPUT_TOKENS: 1000, A.OUTPUT_TOKENS: 100,
+    })
+
+    attrs = dict(spans.get_finished_spans()[0].attributes or {})
+    assert attrs[A.ENDPOINT_LOCAL] is True
+    assert attrs[A.COST_STATUS] == status

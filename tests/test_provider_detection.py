@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from costspan.providers import detect, parse_overrides
+from costspan.providers import detect, is_local_endpoint, named_provider, parse_overrides
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,13 @@ def test_configured_endpoints_win_and_are_never_free() -> None:
 def test_bad_endpoint_spec_is_an_error() -> None:
     with pytest.raises(ValueError, match="URL=provider"):
         parse_overrides("http://127.0.0.1:9000")
+
+
+def test_a_loopback_endpoint_named_local_stays_local_and_one_named_as_a_biller_does_not() -> None:
+    overrides = parse_overrides("http://localhost:8000=local, http://localhost:4000=openai")
+    assert named_provider("localhost", 8000, overrides) == "local"
+    assert named_provider("localhost", 9999, overrides) is None
+    assert detect("http://localhost:8000/v1", "openai", overrides).local
+    assert is_local_endpoint("localhost", 8000, "openai", overrides)
+    assert not is_local_endpoint("localhost", 4000, "openai", overrides)
+    assert is_local_endpoint("127.0.0.1", 4000, "openai")  # unnamed loopback: local (priced by model name)

@@ -32,6 +32,16 @@ ATTRIBUTION = (
     "Copyright (c) 2023 Berri AI), keeping only models genai-prices lacks."
 )
 
+# Image models LiteLLM lists only by size and quality (``1024-x-1024/dall-e-2``: names no call carries).
+# A call is priced per image at OpenAI's list price for the default size and quality (1024x1024,
+# standard); other sizes differ by a few cents, which the span's ``openai.request.image.size`` shows.
+PER_IMAGE: tuple[dict[str, Any], ...] = (
+    {"key": "openai/dall-e-2", "match": {"provider": "openai", "model": "dall-e-2"}, "per_image": 0.02,
+     "note": "OpenAI list price, 1024x1024 (256x256: 0.016, 512x512: 0.018)"},
+    {"key": "openai/dall-e-3", "match": {"provider": "openai", "model": "dall-e-3"}, "per_image": 0.04,
+     "note": "OpenAI list price, 1024x1024 standard (HD or other sizes: 0.08-0.12)"},
+)
+
 
 def snapshot(
     data: Any, origin: str, generated: date, litellm_version: str = "(version not recorded)"
@@ -43,6 +53,10 @@ def snapshot(
         name = (entry["match"]["provider"], entry["match"]["model"])
         if name[0] in PROVIDERS and name not in kept and catalog.find(*name) is None:
             kept[name] = entry
+    for entry in PER_IMAGE:
+        name = (entry["match"]["provider"], entry["match"]["model"])
+        if name not in kept and catalog.find(*name) is None:
+            kept[name] = dict(entry)
     document = {
         "format": FORMAT,
         "source": f"litellm-snapshot {generated.isoformat()}",

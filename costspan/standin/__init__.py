@@ -4,7 +4,7 @@ They answer in each provider's wire format (JSON, SSE, NDJSON) so the real clien
 unchanged against them, and they never reach the network.
 """
 
-from costspan.standin._core import RecordedRequest, Scenario, Usage
+from costspan.standin._core import RecordedRequest, Scenario, ToolCall, Usage
 from costspan.standin.server import ProviderServer
 
-__all__ = ["ProviderServer", "RecordedRequest", "Scenario", "Usage"]
+__all__ = ["ProviderServer", "RecordedRequest", "Scenario", "ToolCall", "Usage"]

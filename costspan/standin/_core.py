@@ -120,6 +120,15 @@ class ResolvedUsage:
     cache_creation_1h: int
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model answers with instead of (or besides) text: its name and its
+    arguments as the JSON text the API sends (streamed in pieces, as the providers do)."""
+
+    name: str
+    arguments: str
+
+
 @dataclass
 class Scenario:
     """What the next matching request gets. Every field has a "behave normally" default.
@@ -138,6 +147,9 @@ class Scenario:
     ``delay`` waits before the first body byte (non-stream) or before the first stream frame (the
     headers are already sent, as a provider does while the model thinks); ``chunk_delay`` waits
     between stream frames.
+
+    ``tool_calls`` makes the answer call those functions (OpenAI's ``tool_calls``; the text is then
+    empty unless ``text`` is given, and the finish reason ``tool_calls``).
 
     ``path_contains`` restricts the scenario to requests whose path contains that text (others
     skip it and stay in the queue order).
@@ -159,6 +171,7 @@ class Scenario:
     service_tier: str | None = None
     text: str | None = None
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
     path_contains: str | None = None
 
     def with_changes(self, **changes: Any) -> Scenario:
@@ -244,7 +257,9 @@ class RequestContext:
 
     @property
     def text(self) -> str:
-        return self.scenario.text if self.scenario.text is not None else DEFAULT_TEXT
+        if self.scenario.text is not None:
+            return self.scenario.text
+        return "" if self.scenario.tool_calls else DEFAULT_TEXT
 
     def response_model(self, requested: str | None) -> str:
         """Scenario override, then the configured alias (e.g. a dated OpenAI name), then the echo."""
@@ -264,7 +279,9 @@ class RequestContext:
         reasoning = u.reasoning_tokens or 0
         output = u.output_tokens
         if output is None:
-            output = count_tokens(self.text) + (reasoning if output_includes_reasoning else 0)
+            calls = sum(count_tokens(call.name) + count_tokens(call.arguments) for call in self.scenario.tool_calls)
+            text = count_tokens(self.text) if self.text or not calls else 0
+            output = text + calls + (reasoning if output_includes_reasoning else 0)
         c5m = u.cache_creation_5m or 0
         c1h = u.cache_creation_1h or 0
         creation = u.cache_creation_tokens if u.cache_creation_tokens is not None else c5m + c1h

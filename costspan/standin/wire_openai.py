@@ -114,7 +114,16 @@ def _stream_error_frame(ctx: RequestContext) -> bytes:
 
 
 def _finish(ctx: RequestContext) -> str:
-    return ctx.scenario.finish_reason or "stop"
+    return ctx.scenario.finish_reason or ("tool_calls" if ctx.scenario.tool_calls else "stop")
+
+
+def _tool_call_id(ctx: RequestContext, index: int) -> str:
+    return fake_id("call_", ctx.request_number, index)
+
+
+def _json_pieces(arguments: str, size: int = 7) -> list[str]:
+    """Arguments arrive a few characters at a time, split anywhere (inside keys and strings too)."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
 
 
 # --- chat completions -------------------------------------------------------------------------
@@ -124,15 +133,25 @@ def chat_completions(ctx: RequestContext) -> Reply:
     body = ctx.json_body
     dialect = _dialect(ctx)
     model = ctx.response_model(_requested_model(ctx))
-    usage = ctx.usage(ctx.prompt_tokens(body.get("messages")), output_includes_reasoning=True)
+    # Tool definitions and a JSON schema response format are part of the billed prompt.
+    prompt = [body.get("messages"), body.get("tools"), body.get("functions"), body.get("response_format")]
+    usage = ctx.usage(ctx.prompt_tokens(prompt), output_includes_reasoning=True)
     completion_id = fake_id("chatcmpl-", ctx.request_number, "chat", length=29)
     created = int(ctx.now)
     fingerprint = "fp_" + fake_id("", model, length=10)
     tier = _service_tier(ctx, dialect)
     headers = _common_headers(ctx)
 
+    calls = ctx.scenario.tool_calls
     if not body.get("stream"):
-        message: dict[str, Any] = {"role": "assistant", "content": ctx.text, "refusal": None, "annotations": []}
+        message: dict[str, Any] = {"role": "assistant", "content": ctx.text or (None if calls else ""),
+                                   "refusal": None, "annotations": []}
+        if calls:
+            message["tool_calls"] = [
+                {"id": _tool_call_id(ctx, i), "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for i, c in enumerate(calls)
+            ]
         choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(ctx)}
         answer: dict[str, Any] = {
             "id": completion_id,
@@ -169,22 +188,34 @@ def chat_completions(ctx: RequestContext) -> Reply:
         data.update(extra)
         return data
 
+    def streamed(delta: dict[str, Any], finish_reason: str | None = None, filtered: bool = True) -> dict[str, Any]:
+        """One streamed choice; Azure adds its content filter's verdict to every one (empty on the first)."""
+        data: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        if dialect == "azure":
+            data["content_filter_results"] = _AZURE_FILTER if filtered else {}
+        return data
+
     frames: list[bytes] = []
     if dialect == "azure":
         frames.append(sse({"choices": [], "created": 0, "id": "", "model": "", "object": "",
                            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": _AZURE_FILTER}]}))
-    first_delta = {"role": "assistant", "content": "", "refusal": None}
+    first_delta = {"role": "assistant", "content": None if calls and not ctx.text else "", "refusal": None}
     groq_id = fake_id("req_", ctx.request_number, "groq", length=26)
     first_extra = {"x_groq": {"id": groq_id}} if dialect == "groq" else {}
-    frames.append(sse(chunk([{"index": 0, "delta": first_delta, "logprobs": None, "finish_reason": None}],
-                            **first_extra)))
-    for piece in ctx.pieces():
-        frames.append(sse(chunk([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])))
+    frames.append(sse(chunk([streamed(first_delta, filtered=False)], **first_extra)))
+    for piece in ctx.pieces() if ctx.text else ():
+        frames.append(sse(chunk([streamed({"content": piece})])))
+    for index, call in enumerate(calls):
+        # The first delta of a call names it (arguments empty); its arguments follow in pieces.
+        head = {"index": index, "id": _tool_call_id(ctx, index), "type": "function",
+                "function": {"name": call.name, "arguments": ""}}
+        frames.append(sse(chunk([streamed({"tool_calls": [head]})])))
+        for piece in _json_pieces(call.arguments):
+            frames.append(sse(chunk([streamed({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})])))
     last_extra: dict[str, Any] = {}
     if dialect == "groq" and not ctx.scenario.omit_usage:
         last_extra["x_groq"] = {"id": groq_id, "usage": _chat_usage(usage, dialect)}
-    last_choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": _finish(ctx)}
-    frames.append(sse(chunk([last_choice], **last_extra)))
+    frames.append(sse(chunk([streamed({}, _finish(ctx))], **last_extra)))
     if include_usage and not ctx.scenario.omit_usage:
         frames.append(sse(chunk([], usage=_chat_usage(usage, dialect))))
     frames.append(sse("[DONE]"))
