@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from costspan.budgets.store import Claim, Increment, Take, TakeResult
+from costspan.files import create_private
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS budget_counters "
@@ -107,7 +108,7 @@ class SqliteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
             conn = sqlite3.connect(
                 str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
