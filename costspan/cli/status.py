@@ -22,6 +22,7 @@ from costspan.budgets import BudgetEngine, BudgetStatus
 from costspan.cli.console import table_console
 from costspan.currency import Currency
 from costspan.settings import load_settings
+from costspan.terminal import markup, plain
 
 _BAR_WIDTH = 10
 _COLOURS = {"ok": "green", "warning": "yellow", "critical": "red", "exceeded": "bold red"}
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print("* enforced: calls are refused once the limit is reached")
     errors = {entry.error for entry in entries if entry.error}
     for error in sorted(errors):
-        print(f"costspan status: {error} ({settings.store_url}); figures are incomplete", file=sys.stderr)
+        print(f"costspan status: {plain(error)} ({plain(settings.store_url)}); figures are incomplete", file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -86,11 +87,11 @@ def table(entries: list[BudgetStatus], now: float, money: Currency | None = None
 
 
 def _name(entry: BudgetStatus) -> str:
-    label = entry.name if entry.kind == "budget" else f"{entry.name} ({entry.unit})"
+    label = markup(entry.name) if entry.kind == "budget" else f"{markup(entry.name)} ({entry.unit})"
     if entry.enforce:
         label += " *"
     if entry.member is not None:
-        label += f"\n  top: {entry.member} (of {entry.members})"
+        label += f"\n  top: {markup(entry.member)} (of {entry.members})"
     return label
 
 
