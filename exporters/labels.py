@@ -12,10 +12,15 @@ call (:meth:`LabelLimiter.call_labels`) however many sinks ask, so a folded call
 
 The caps come from ``metrics.label_caps`` in costspan.yaml (:func:`parse_label_caps`). User
 ids have no cap because they never become labels at all.
+
+The length of a value is capped too (:func:`cut`): the number of series is bounded by the caps,
+but not the size of each one, and one 100 kB project name would otherwise be written into every
+series that carries it at every scrape.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +44,21 @@ DEFAULT_CAPS: Mapping[str, int] = {
 """Distinct values per label and process. ``model`` covers every model-valued label: the
 Prometheus ``model`` label and OTLP's ``gen_ai.request.model`` and ``gen_ai.response.model``."""
 
+MAX_VALUE_LENGTH = 128
+"""Characters per label value; a longer value is recorded as :func:`cut` writes it."""
+_DIGEST_HEX = 8
+
 FoldListener = Callable[[str], None]
+
+
+def cut(value: str) -> str:
+    """``value`` within :data:`MAX_VALUE_LENGTH`: a longer one keeps its first 119 characters,
+    then ``~`` and 8 hex digits of the SHA-256 of the whole value (128 in all), so two long names
+    that differ only near the end stay two series, and the same name always cuts the same way."""
+    if len(value) <= MAX_VALUE_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_HEX]
+    return f"{value[: MAX_VALUE_LENGTH - _DIGEST_HEX - 1]}~{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +106,8 @@ class LabelLimiter:
     def fold(self, label: str, value: str | None) -> tuple[str, bool]:
         """``(value to record, whether it was folded)``, without telling the listeners."""
         value = value or ""
+        if len(value) > MAX_VALUE_LENGTH:
+            value = cut(value)
         seen = self._seen.get(label)
         if seen is None or not value or value in seen:
             return value, False
