@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 
 if TYPE_CHECKING:
     from costspan.settings import Settings
@@ -192,9 +192,7 @@ def parse_label_caps(section: object, source: str) -> dict[str, int]:
         return {}
     if not isinstance(section, dict):
         raise ConfigError(source, "metrics", "expected a mapping (label_caps: {model: 200, ...})")
-    unknown = sorted(str(key) for key in set(section) - {"label_caps"})
-    if unknown:
-        raise ConfigError(source, f"metrics.{unknown[0]}", "unknown setting (known: label_caps)")
+    check_keys(source, "metrics", section, {"label_caps"})
     caps = section.get("label_caps")
     if caps is None:
         return {}
@@ -205,8 +203,7 @@ def parse_label_caps(section: object, source: str) -> dict[str, int]:
         key = f"metrics.label_caps.{name}"
         if name in ("user", "user_id", "user.id"):
             raise ConfigError(source, key, "user ids are never metric labels, so they have no cap")
-        if name not in DEFAULT_CAPS:
-            raise ConfigError(source, key, f"unknown label (known: {', '.join(sorted(DEFAULT_CAPS))})")
+        check_keys(source, "metrics.label_caps", {name: cap}, DEFAULT_CAPS)
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ConfigError(source, key, f"expected a whole number of values, at least 1, got {cap!r}")
         result[str(name)] = cap

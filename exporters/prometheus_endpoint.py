@@ -135,13 +135,22 @@ def _tls(settings: Settings, section: Mapping[str, Any]) -> ssl.SSLContext | Non
         raise ConfigError(settings.source, "prometheus.certfile", f"cannot load the certificate: {exc}") from exc
 
 
-def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> ThreadingWSGIServer | None:
-    """Start the endpoint in a daemon thread; None when another process already serves the port."""
-    assert settings.prometheus_port is not None
+def check(settings: Settings) -> tuple[tuple[str, str] | None, ssl.SSLContext | None]:
+    """The endpoint's basic-auth credentials and TLS context; raises the ConfigError of any
+    problem with the /metrics settings (:attr:`Settings.endpoint_error` included)."""
+    if settings.endpoint_error is not None:
+        raise settings.endpoint_error
     section = settings.section("prometheus") or {}
+    return _auth(settings, section), _tls(settings, section)
+
+
+def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> ThreadingWSGIServer | None:
+    """Start the endpoint in a daemon thread; None when there is no port or another process
+    already serves it. Raises ConfigError on bad endpoint settings, before binding anything."""
+    credentials, context = check(settings)  # before the port is bound, so a bad file leaks no socket
+    if settings.prometheus_port is None:
+        return None
     app: WSGIApp = make_wsgi_app(registry)
-    credentials = _auth(settings, section)
-    context = _tls(settings, section)  # checked before the port is bound, so a bad file leaks no socket
     if credentials is not None:
         app = with_basic_auth(app, *credentials)
 

@@ -247,12 +247,12 @@ def test_the_runtime_applies_the_configured_caps(make_runtime: Callable[..., Har
     ("yaml_text", "key", "problem"),
     [
         ("metrics: [1]\n", "metrics", "expected a mapping"),
-        ("metrics: {caps: {}}\n", "metrics.caps", "unknown setting"),
+        ("metrics: {caps: {}}\n", "metrics.caps", "unknown key"),
         ("metrics: {label_caps: [model]}\n", "metrics.label_caps", "expected a mapping"),
         ("metrics: {label_caps: {model: 0}}\n", "metrics.label_caps.model", "at least 1, got 0"),
         ("metrics: {label_caps: {model: many}}\n", "metrics.label_caps.model", "got 'many'"),
         ("metrics: {label_caps: {model: true}}\n", "metrics.label_caps.model", "got True"),
-        ("metrics: {label_caps: {models: 5}}\n", "metrics.label_caps.models", "unknown label"),
+        ("metrics: {label_caps: {models: 5}}\n", "metrics.label_caps.models", "did you mean 'model'"),
         ("metrics: {label_caps: {user: 5}}\n", "metrics.label_caps.user", "never metric labels"),
     ],
 )

@@ -2,7 +2,8 @@
 
 Reads the same store the application charges, so it shows the live figures of every process
 that shares it. Exit status: 0, 1 when the store could not be read (the figures shown are then
-incomplete), 2 for a configuration error (raised by the settings, reported by ``main``).
+incomplete), 2 for any configuration error that disables costspan or its /metrics endpoint in the
+application (:func:`costspan.check.check`; raised here, reported by ``main``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.text import Text
 
 from costspan import currency
 from costspan.budgets import BudgetEngine, BudgetStatus
+from costspan.check import check
 from costspan.cli.console import table_console
 from costspan.currency import Currency
 from costspan.settings import load_settings
@@ -43,6 +45,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    check(settings)
     money = currency.requested(settings, args.currency)
     engine = BudgetEngine.from_settings(settings)
     try:
