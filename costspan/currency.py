@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 from costspan.money import NANOS_PER_USD
 from costspan.settings import Settings
 
@@ -56,6 +56,7 @@ def configured(settings: Settings) -> Currency:
         return Currency()
     if not isinstance(section, dict):
         raise ConfigError(settings.source, "currency", "expected a mapping like {code: EUR, per_usd: 0.92}")
+    check_keys(settings.source, "currency", section, ("code", "per_usd"))
     code = str(section.get("code", "")).strip().upper()
     if not _CODE.match(code):
         raise ConfigError(settings.source, "currency.code", f"expected a 3-letter currency code, got {code!r}")

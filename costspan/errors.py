@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -14,6 +17,20 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{source}: {key}: {problem}")
+
+
+def check_keys(source: str, section: str, given: Mapping[Any, object], known: Collection[str]) -> None:
+    """Refuse a key ``known`` lacks, naming the nearest known one: a typo (``prot:``) must not
+    leave a default silently in place. ``section`` prefixes the key (``""`` at the top level)."""
+    unknown = sorted(str(key) for key in given if key not in known)
+    if not unknown:
+        return
+    key = unknown[0]
+    nearest = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+    raise ConfigError(
+        source, f"{section}.{key}" if section else key, f"unknown key; {hint}(known: {', '.join(sorted(known))})"
+    )
 
 
 class BudgetExceededError(Exception):

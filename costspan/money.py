@@ -10,6 +10,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 
 NANOS_PER_USD = 1_000_000_000
+MAX_NANOS = 2**63 - 1
+"""The largest count a store or the ledger holds (SQLite and Redis integers are 64-bit)."""
 _NANO = Decimal(1)
 MAX_CALL_NANOS = 2**53 - 1
 """The most one call may cost: about nine million dollars, far beyond any real call. Redis's Lua

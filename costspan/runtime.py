@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from costspan.accounting import Accounted, ChargeResult, Sink
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 from costspan.estimation import EstimationMonitor, TokenCounter
 from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
 from costspan.pricing.names import vendor
@@ -312,7 +312,7 @@ def build(
     runtime.sinks.append(prometheus)
     meter = meter_provider.get_meter("costspan") if meter_provider is not None else None
     runtime.sinks.append(OtlpMetrics(meter, limiter=limiter))
-    runtime.monitor = EstimationMonitor(runtime.counter, prometheus.record_estimation_error, _sample_rate(settings))
+    runtime.monitor = EstimationMonitor(runtime.counter, prometheus.record_estimation_error, sample_rate(settings))
 
     from costspan.budgets import BudgetEngine
 
@@ -330,15 +330,24 @@ def build(
         if ledger.prompt_hashes:
             runtime.prompt_salt = ledger.prompt_salt()
 
-    if start_endpoint and settings.prometheus_port is not None:
-        from costspan.exporters.budget_metrics import collector
-        from costspan.exporters.prometheus_endpoint import exposition_registry, serve
-
-        served = registry if registry is not None else exposition_registry([collector()])
-        server = serve(settings, served)
-        if server is not None:
-            runtime.add_closer(server.shutdown)
+    if start_endpoint and (settings.prometheus_port is not None or settings.endpoint_error is not None):
+        _start_endpoint(runtime, registry)
     return runtime
+
+
+def _start_endpoint(runtime: Runtime, registry: Any) -> None:
+    """Serve /metrics; a bad endpoint setting costs the endpoint alone, like a busy port."""
+    from costspan.exporters.budget_metrics import collector
+    from costspan.exporters.prometheus_endpoint import exposition_registry, serve
+
+    served = registry if registry is not None else exposition_registry([collector()])
+    try:
+        server = serve(runtime.settings, served)
+    except ConfigError as exc:
+        logger.error("costspan: no /metrics endpoint: %s; calls are still priced, charged and recorded", exc)
+        return
+    if server is not None:
+        runtime.add_closer(server.shutdown)
 
 
 _prometheus: Any = None
@@ -362,11 +371,12 @@ def _register_budget_metrics(runtime: Runtime, registry: Any, meter: Any) -> Non
     register_otlp(meter)
 
 
-def _sample_rate(settings: Settings) -> float:
+def sample_rate(settings: Settings) -> float:
     """``estimation.sample_rate``: the share of calls re-counted locally to measure the estimator."""
     section = settings.section("estimation") or {}
     if not isinstance(section, dict):
         raise ConfigError(settings.source, "estimation", "expected a mapping like {sample_rate: 0.1}")
+    check_keys(settings.source, "estimation", section, ("sample_rate",))
     rate = section.get("sample_rate", 0.1)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
         raise ConfigError(settings.source, "estimation.sample_rate", f"expected a share from 0 to 1, got {rate!r}")

@@ -7,6 +7,7 @@ copy of it. Every problem names the file (or variable), the key and what is wron
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 
 ENV_SOURCE = "environment"
 _TRUE = {"1", "true", "yes", "on"}
@@ -37,6 +38,7 @@ _TOP_LEVEL_KEYS = {
     "estimation",
     "metrics",
 }
+PROMETHEUS_KEYS = ("port", "addr", "certfile", "keyfile", "basic_auth")
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -59,6 +61,10 @@ class Settings:
     ledger_enabled: bool = True
     endpoints: tuple[tuple[str, str], ...] = ()
     """Base-URL prefixes named as a provider (gateways, stand-ins), checked before host detection."""
+    endpoint_error: ConfigError | None = None
+    """A problem with the /metrics settings (port, address, ``prometheus:`` keys). It costs the
+    endpoint alone, as a busy port does: the runtime logs it and prices, charges and records as
+    usual, while ``costspan status`` reports it and exits 2."""
     label_caps: Mapping[str, int] = field(default_factory=dict)
     """``metrics.label_caps``: distinct values per metric label before folding into ``other``
     (labels not named keep their defaults)."""
@@ -103,9 +109,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(source, "(top level)", "expected a mapping of settings")
-    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
-    if unknown:
-        raise ConfigError(source, unknown[0], f"unknown setting (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})")
+    check_keys(source, "", data, _TOP_LEVEL_KEYS)
     return data
 
 
@@ -126,6 +130,37 @@ def _parse_endpoints(env: Mapping[str, str], raw: Mapping[str, Any], source: str
             raise ConfigError(source, f"endpoints[{url}]", f"expected a provider name, got {provider!r}")
         pairs.append((str(url).rstrip("/"), provider))
     return tuple(pairs)
+
+
+def _endpoint(env: Mapping[str, str], section: object, source: str) -> tuple[int | None, str]:
+    """The /metrics port (None: no endpoint) and address, checked as far as binding would."""
+    prom = section or {}
+    if not isinstance(prom, dict):
+        raise ConfigError(source, "prometheus", "expected a mapping")
+    check_keys(source, "prometheus", prom, PROMETHEUS_KEYS)
+
+    def pick(env_name: str, key: str) -> tuple[object, str, str]:
+        if env.get(env_name):
+            return env[env_name], ENV_SOURCE, env_name
+        return prom.get(key), source, f"prometheus.{key}"
+
+    port_value, port_source, port_key = pick("COSTSPAN_PROMETHEUS_PORT", "port")
+    addr_value, addr_source, addr_key = pick("COSTSPAN_PROMETHEUS_ADDR", "addr")
+    addr = "127.0.0.1" if addr_value in (None, "") else str(addr_value)
+    if port_value in (None, ""):
+        return None, addr
+    try:
+        port = int(str(port_value))
+    except ValueError as exc:
+        raise ConfigError(port_source, port_key, f"expected a port number, got {port_value!r}") from exc
+    if not 0 <= port <= 65535:
+        raise ConfigError(port_source, port_key, f"port {port} out of range")
+    try:
+        socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        problem = f"cannot listen on {addr!r}: {getattr(exc, 'strerror', None) or exc}"
+        raise ConfigError(addr_source, addr_key, problem) from exc
+    return port, addr
 
 
 def config_path(env: Mapping[str, str]) -> Path | None:
@@ -150,27 +185,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     store_url = env.get("COSTSPAN_STORE") or raw.get("store")
     if store_url is None:
         store_url = f"sqlite:///{default_state_dir(env) / 'costspan.db'}"
+    store_source, store_key = (ENV_SOURCE, "COSTSPAN_STORE") if env.get("COSTSPAN_STORE") else (source, "store")
     if not isinstance(store_url, str) or "://" not in store_url:
         raise ConfigError(
-            source, "store", f"expected a URL like sqlite:///path or redis://host:6379/0, got {store_url!r}"
+            store_source, store_key, f"expected a URL like sqlite:///path or redis://host:6379/0, got {store_url!r}"
         )
+    from costspan.budgets.store import check_url
 
-    prom = raw.get("prometheus") or {}
-    if not isinstance(prom, dict):
-        raise ConfigError(source, "prometheus", "expected a mapping")
-    port_value = env.get("COSTSPAN_PROMETHEUS_PORT") or prom.get("port")
+    check_url(store_url, store_source, store_key)
+
     port: int | None = None
-    port_source, port_key = (
-        (ENV_SOURCE, "COSTSPAN_PROMETHEUS_PORT") if env.get("COSTSPAN_PROMETHEUS_PORT") else (source, "prometheus.port")
-    )
-    if port_value not in (None, ""):
-        try:
-            port = int(str(port_value))
-        except ValueError as exc:
-            raise ConfigError(port_source, port_key, f"expected a port number, got {port_value!r}") from exc
-        if not 0 <= port <= 65535:
-            raise ConfigError(port_source, port_key, f"port {port} out of range")
-    addr = env.get("COSTSPAN_PROMETHEUS_ADDR") or prom.get("addr") or "127.0.0.1"
+    addr = "127.0.0.1"
+    endpoint_error: ConfigError | None = None
+    try:
+        port, addr = _endpoint(env, raw.get("prometheus"), source)
+    except ConfigError as exc:
+        endpoint_error = exc
 
     def flag(env_name: str, key: str, default: bool) -> bool:
         if env.get(env_name):
@@ -202,7 +232,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timezone=timezone,
         store_url=store_url,
         prometheus_port=port,
-        prometheus_addr=str(addr),
+        prometheus_addr=addr,
+        endpoint_error=endpoint_error,
         enforce=flag("COSTSPAN_ENFORCE", "enforce", True),
         capture_content=flag("COSTSPAN_CAPTURE_CONTENT", "capture_content", False),
         ledger_enabled=ledger_enabled,

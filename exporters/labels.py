@@ -12,16 +12,21 @@ call (:meth:`LabelLimiter.call_labels`) however many sinks ask, so a folded call
 
 The caps come from ``metrics.label_caps`` in costspan.yaml (:func:`parse_label_caps`). User
 ids have no cap because they never become labels at all.
+
+The length of a value is capped too (:func:`cut`): the number of series is bounded by the caps,
+but not the size of each one, and one 100 kB project name would otherwise be written into every
+series that carries it at every scrape.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 
 if TYPE_CHECKING:
     from costspan.settings import Settings
@@ -39,7 +44,21 @@ DEFAULT_CAPS: Mapping[str, int] = {
 """Distinct values per label and process. ``model`` covers every model-valued label: the
 Prometheus ``model`` label and OTLP's ``gen_ai.request.model`` and ``gen_ai.response.model``."""
 
+MAX_VALUE_LENGTH = 128
+"""Characters per label value; a longer value is recorded as :func:`cut` writes it."""
+_DIGEST_HEX = 8
+
 FoldListener = Callable[[str], None]
+
+
+def cut(value: str) -> str:
+    """``value`` within :data:`MAX_VALUE_LENGTH`: a longer one keeps its first 119 characters,
+    then ``~`` and 8 hex digits of the SHA-256 of the whole value (128 in all), so two long names
+    that differ only near the end stay two series, and the same name always cuts the same way."""
+    if len(value) <= MAX_VALUE_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_HEX]
+    return f"{value[: MAX_VALUE_LENGTH - _DIGEST_HEX - 1]}~{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +106,8 @@ class LabelLimiter:
     def fold(self, label: str, value: str | None) -> tuple[str, bool]:
         """``(value to record, whether it was folded)``, without telling the listeners."""
         value = value or ""
+        if len(value) > MAX_VALUE_LENGTH:
+            value = cut(value)
         seen = self._seen.get(label)
         if seen is None or not value or value in seen:
             return value, False
@@ -171,9 +192,7 @@ def parse_label_caps(section: object, source: str) -> dict[str, int]:
         return {}
     if not isinstance(section, dict):
         raise ConfigError(source, "metrics", "expected a mapping (label_caps: {model: 200, ...})")
-    unknown = sorted(str(key) for key in set(section) - {"label_caps"})
-    if unknown:
-        raise ConfigError(source, f"metrics.{unknown[0]}", "unknown setting (known: label_caps)")
+    check_keys(source, "metrics", section, {"label_caps"})
     caps = section.get("label_caps")
     if caps is None:
         return {}
@@ -184,8 +203,7 @@ def parse_label_caps(section: object, source: str) -> dict[str, int]:
         key = f"metrics.label_caps.{name}"
         if name in ("user", "user_id", "user.id"):
             raise ConfigError(source, key, "user ids are never metric labels, so they have no cap")
-        if name not in DEFAULT_CAPS:
-            raise ConfigError(source, key, f"unknown label (known: {', '.join(sorted(DEFAULT_CAPS))})")
+        check_keys(source, "metrics.label_caps", {name: cap}, DEFAULT_CAPS)
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ConfigError(source, key, f"expected a whole number of values, at least 1, got {cap!r}")
         result[str(name)] = cap

@@ -5,6 +5,10 @@ widens it; when it must be reachable from another host, ``prometheus.certfile``/
 turn on prometheus-client's own TLS and ``prometheus.basic_auth`` adds the basic auth that
 prometheus-client lacks server-side (a small WSGI wrapper).
 
+TLS handshakes happen in each connection's own thread, with a deadline
+(:data:`CONNECTION_TIMEOUT_S`): prometheus-client wraps the listening socket, so the handshake
+runs inside ``accept`` and one client that connects and sends nothing stops every scrape.
+
 Pre-fork servers (gunicorn, uvicorn workers): with ``PROMETHEUS_MULTIPROC_DIR`` set,
 prometheus-client keeps each worker's counters in that directory; the endpoint serves a
 ``MultiProcessCollector`` over it, so counters sum across workers. Only one process can bind the
@@ -32,6 +36,34 @@ from costspan.settings import Settings
 
 logger = logging.getLogger("costspan")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+CONNECTION_TIMEOUT_S = 10.0
+"""Longest wait for a client's next bytes, TLS handshake included; a silent client then loses
+its own connection, and only its own."""
+
+
+class _Server(ThreadingWSGIServer):
+    """prometheus-client's threading server, handshaking TLS per connection in the worker thread."""
+
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(CONNECTION_TIMEOUT_S)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:  # a port scan, a plain-HTTP client, a silent one
+            logger.debug("costspan: TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            self.shutdown_request(wrapped)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that times out or drops mid-request is the client's problem: no traceback on stderr."""
+        logger.debug("costspan: /metrics request from %s failed", client_address, exc_info=True)
 
 
 def multiprocess_dir() -> str | None:
@@ -103,18 +135,27 @@ def _tls(settings: Settings, section: Mapping[str, Any]) -> ssl.SSLContext | Non
         raise ConfigError(settings.source, "prometheus.certfile", f"cannot load the certificate: {exc}") from exc
 
 
-def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> ThreadingWSGIServer | None:
-    """Start the endpoint in a daemon thread; None when another process already serves the port."""
-    assert settings.prometheus_port is not None
+def check(settings: Settings) -> tuple[tuple[str, str] | None, ssl.SSLContext | None]:
+    """The endpoint's basic-auth credentials and TLS context; raises the ConfigError of any
+    problem with the /metrics settings (:attr:`Settings.endpoint_error` included)."""
+    if settings.endpoint_error is not None:
+        raise settings.endpoint_error
     section = settings.section("prometheus") or {}
+    return _auth(settings, section), _tls(settings, section)
+
+
+def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> ThreadingWSGIServer | None:
+    """Start the endpoint in a daemon thread; None when there is no port or another process
+    already serves it. Raises ConfigError on bad endpoint settings, before binding anything."""
+    credentials, context = check(settings)  # before the port is bound, so a bad file leaks no socket
+    if settings.prometheus_port is None:
+        return None
     app: WSGIApp = make_wsgi_app(registry)
-    credentials = _auth(settings, section)
-    context = _tls(settings, section)  # checked before the port is bound, so a bad file leaks no socket
     if credentials is not None:
         app = with_basic_auth(app, *credentials)
 
-    class Server(ThreadingWSGIServer):
-        pass
+    class Server(_Server):
+        tls = context
 
     Server.address_family, addr = _get_best_family(settings.prometheus_addr, settings.prometheus_port)
     try:
@@ -129,7 +170,5 @@ def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> Threadi
                 settings.prometheus_addr, settings.prometheus_port, exc,
             )
         return None
-    if context is not None:
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, name="costspan-metrics", daemon=True).start()
     return httpd

@@ -10,6 +10,7 @@ responded model, error types from real HTTP errors).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import openai
 import pytest
-from costspan.exporters.labels import DEFAULT_CAPS, OTHER, LabelLimiter
+from costspan.exporters.labels import DEFAULT_CAPS, MAX_VALUE_LENGTH, OTHER, LabelLimiter, cut
 from costspan.exporters.otlp_metrics import OtlpMetrics
 from costspan.exporters.prometheus import PrometheusMetrics
 from opentelemetry.sdk.metrics import MeterProvider
@@ -246,12 +247,12 @@ def test_the_runtime_applies_the_configured_caps(make_runtime: Callable[..., Har
     ("yaml_text", "key", "problem"),
     [
         ("metrics: [1]\n", "metrics", "expected a mapping"),
-        ("metrics: {caps: {}}\n", "metrics.caps", "unknown setting"),
+        ("metrics: {caps: {}}\n", "metrics.caps", "unknown key"),
         ("metrics: {label_caps: [model]}\n", "metrics.label_caps", "expected a mapping"),
         ("metrics: {label_caps: {model: 0}}\n", "metrics.label_caps.model", "at least 1, got 0"),
         ("metrics: {label_caps: {model: many}}\n", "metrics.label_caps.model", "got 'many'"),
         ("metrics: {label_caps: {model: true}}\n", "metrics.label_caps.model", "got True"),
-        ("metrics: {label_caps: {models: 5}}\n", "metrics.label_caps.models", "unknown label"),
+        ("metrics: {label_caps: {models: 5}}\n", "metrics.label_caps.models", "did you mean 'model'"),
         ("metrics: {label_caps: {user: 5}}\n", "metrics.label_caps.user", "never metric labels"),
     ],
 )
@@ -264,3 +265,35 @@ def test_bad_caps_are_config_errors_naming_file_and_key(tmp_path: Path, yaml_tex
     assert raised.value.key == key
     assert problem in raised.value.problem
     assert str(raised.value).startswith(f"{config}: {key}: ")
+
+
+def test_long_label_values_are_cut_alike_on_prometheus_and_otlp() -> None:
+    """A 100 kB project name (and a long model name) cannot bloat /metrics: each is cut to
+    MAX_VALUE_LENGTH the documented way, the same on both sinks, and two long names stay distinct."""
+    registry = CollectorRegistry()
+    reader = InMemoryMetricReader()
+    limiter = LabelLimiter()
+    sinks = (
+        PrometheusMetrics(registry, limiter=limiter),
+        OtlpMetrics(MeterProvider(metric_readers=[reader]).get_meter("t"), limiter=limiter),
+    )
+    huge = "p" * 100_000
+    model = "m" * 300
+    for project in (huge, huge + "2"):
+        accounted = Accounted(
+            CallFacts("openai", model, usage=Usage(input_tokens=5, output_tokens=1), project=project, duration_s=0.1),
+            Quote(PRICED, input_nanos=1000),
+        )
+        for sink in sinks:
+            sink.record(accounted)
+    exposition = generate_latest(registry)
+    assert len(exposition) < 20_000
+    projects = {s.labels["project"] for m in registry.collect() for s in m.samples if "project" in s.labels}
+    assert len(projects) == 2 and all(len(p) == MAX_VALUE_LENGTH for p in projects)
+    assert projects == {cut(huge), cut(huge + "2")}
+    assert cut(huge) == "p" * 119 + "~" + hashlib.sha256(huge.encode()).hexdigest()[:8]
+    models = {s.labels["model"] for m in registry.collect() for s in m.samples if "model" in s.labels}
+    assert models == {cut(model)}
+    points = reader_points(reader)
+    assert otlp_values(points, "project", "costspan.cost.usd") == projects
+    assert cut("short") == "short" and cut("x" * MAX_VALUE_LENGTH) == "x" * MAX_VALUE_LENGTH

@@ -9,11 +9,13 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from costspan.exporters import prometheus_endpoint
 from costspan.exporters.prometheus_endpoint import serve
 from prometheus_client import CollectorRegistry, Counter
 
@@ -93,40 +95,59 @@ def test_basic_auth_without_password_is_a_config_error(tmp_path: Path) -> None:
         serve(settings, registry_with_sample())
 
 
-def test_tls(tmp_path: Path) -> None:
+@pytest.fixture
+def tls_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and a costspan.yaml that serves /metrics over TLS with it."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ],
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost"],
         check=True,
         capture_output=True,
     )
     config = tmp_path / "costspan.yaml"
     config.write_text(f"prometheus:\n  certfile: {cert}\n  keyfile: {key}\n")
+    return config, cert
+
+
+def tls_scrape(port: int, cert: Path, timeout: float = 5) -> bytes:
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    return bytes(urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context, timeout=timeout).read())
+
+
+def test_tls(tls_config: tuple[Path, Path]) -> None:
+    config, cert = tls_config
     port = free_port()
     server = serve(
         load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_PROMETHEUS_PORT": str(port)}), registry_with_sample()
     )
     assert server is not None
     try:
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False
-        body = urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context, timeout=5).read()
-        assert b"costspan_probe_total" in body
+        assert b"costspan_probe_total" in tls_scrape(port, cert)
+    finally:
+        server.shutdown()
+
+
+def test_a_silent_tls_client_blocks_no_scrape_and_is_dropped(
+    tls_config: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that connects and never starts the handshake holds only its own connection."""
+    monkeypatch.setattr(prometheus_endpoint, "CONNECTION_TIMEOUT_S", 1.0, raising=False)
+    config, cert = tls_config
+    port = free_port()
+    server = serve(
+        load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_PROMETHEUS_PORT": str(port)}), registry_with_sample()
+    )
+    assert server is not None
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as silent:
+            time.sleep(0.2)  # the server has accepted it
+            started = time.perf_counter()
+            assert b"costspan_probe_total" in tls_scrape(port, cert, timeout=3)
+            assert time.perf_counter() - started < 0.9  # answered well before the silent client's deadline
+            silent.settimeout(5)
+            assert silent.recv(1) == b""  # dropped at its deadline
     finally:
         server.shutdown()
 

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from costspan.budgets.rules import MATCH_KEYS, PER_KEYS, REQUESTS, TOKENS, USD, Condition, Rule
 from costspan.budgets.windows import WEEKDAYS, WindowSpec
-from costspan.errors import ConfigError
-from costspan.money import usd_to_nanos
+from costspan.errors import ConfigError, check_keys
+from costspan.money import MAX_NANOS, nanos_to_usd, usd_to_nanos
 from costspan.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@ -]*$")
@@ -104,9 +104,7 @@ def _alerts(section: Any, source: str) -> tuple[Levels, tuple[float, ...]]:
         return levels, (levels.warning, levels.critical, levels.exceeded)
     if not isinstance(section, dict):
         raise ConfigError(source, "alerts", "expected a mapping")
-    unknown = sorted(set(section) - _ALERT_KEYS)
-    if unknown:
-        raise ConfigError(source, f"alerts.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_ALERT_KEYS))})")
+    check_keys(source, "alerts", section, _ALERT_KEYS)
     defaults = Levels()
     levels = Levels(
         *(
@@ -162,8 +160,7 @@ def _match(where: _Where, value: Any) -> tuple[Condition, ...]:
         raise where.error("match", f"expected a mapping of {', '.join(MATCH_KEYS)} to values")
     conditions = []
     for key, wanted in value.items():
-        if key not in MATCH_KEYS:
-            raise where.error(f"match.{key}", f"unknown match key (known: {', '.join(MATCH_KEYS)})")
+        check_keys(where.source, f"{where.label}.match", {key: wanted}, MATCH_KEYS)
         values = wanted if isinstance(wanted, list) else [wanted]
         if not values or not all(isinstance(v, str) and v for v in values):
             raise where.error(f"match.{key}", f"expected a name or a list of names, got {wanted!r}")
@@ -182,9 +179,7 @@ def _zone(where: _Where, entry: Mapping[str, Any], default: ZoneInfo) -> ZoneInf
 
 
 def _budget(where: _Where, entry: Mapping[str, Any], zone: ZoneInfo, thresholds: tuple[float, ...]) -> list[Rule]:
-    unknown = sorted(set(entry) - _BUDGET_KEYS)
-    if unknown:
-        raise where.error(unknown[0], f"unknown key (known: {', '.join(sorted(_BUDGET_KEYS))})")
+    check_keys(where.source, where.label, entry, _BUDGET_KEYS)
     common = _common(where, entry, thresholds)
     window = entry.get("window")
     if window not in BUDGET_WINDOWS:
@@ -225,13 +220,16 @@ def _usd(where: _Where, value: Any) -> int:
         raise where.error("limit_usd", f"expected an amount in US dollars, got {value!r}") from exc
     if not amount.is_finite() or amount <= 0:
         raise where.error("limit_usd", f"must be a positive amount, got {value!r}")
-    return usd_to_nanos(amount)
+    if amount > nanos_to_usd(MAX_NANOS):
+        raise where.error("limit_usd", f"must be at most {nanos_to_usd(MAX_NANOS)} (a 64-bit count of nano-dollars)")
+    nanos = usd_to_nanos(amount)
+    if nanos == 0:  # a zero limit would refuse every call and divide by zero in status
+        raise where.error("limit_usd", f"{value!r} is below the smallest amount costspan counts, $0.000000001")
+    return nanos
 
 
 def _quota(where: _Where, entry: Mapping[str, Any], zone: ZoneInfo, thresholds: tuple[float, ...]) -> list[Rule]:
-    unknown = sorted(set(entry) - _QUOTA_KEYS)
-    if unknown:
-        raise where.error(unknown[0], f"unknown key (known: {', '.join(sorted(_QUOTA_KEYS))})")
+    check_keys(where.source, where.label, entry, _QUOTA_KEYS)
     common = _common(where, entry, thresholds)
     # Providers reset their daily quotas at UTC midnight: the quota's own zone, not the budgets'.
     quota_zone = _zone(where, entry, ZoneInfo("UTC"))
@@ -240,8 +238,8 @@ def _quota(where: _Where, entry: Mapping[str, Any], zone: ZoneInfo, thresholds: 
         if key not in entry:
             continue
         value = entry[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise where.error(key, f"must be a positive whole number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_NANOS:
+            raise where.error(key, f"must be a positive whole number up to {MAX_NANOS}, got {value!r}")
         rules.append(Rule(kind="quota", unit=unit, limit=value, window=WindowSpec(window, quota_zone), **common))
     if not rules:
         raise where.error("requests_per_day", f"a quota needs at least one of {', '.join(_QUOTA_LIMITS)}")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from costspan.budgets.store import OP_TTL_S, Claim, Giveback, Increment, Take, TakeResult
+from costspan.files import create_private
 
 logger = logging.getLogger("costspan")
 
@@ -213,7 +214,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private(path)
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     try:
         _prepare(conn)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 from costspan.errors import ConfigError
 
@@ -102,9 +103,34 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def check_url(url: str, source: str, key: str = "store") -> None:
+    """Refuse a store URL no backend can open, at start-up and whether or not budgets are
+    configured: the ledger's location follows the store, so a typo must not turn it off quietly."""
+    if url.startswith("memory://"):
+        return
+    if url.startswith("sqlite:///"):
+        if not url[len("sqlite:///") :]:
+            raise ConfigError(source, key, f"no file in {url!r}: expected sqlite:///path/to/costspan.db")
+        return
+    if url.startswith(("redis://", "rediss://")):
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (a property that parses, and raises on a bad port)
+        except ValueError as exc:
+            raise ConfigError(source, key, f"bad port in {url!r}: expected redis://host:6379/0") from exc
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ConfigError(source, key, f"bad database {database!r} in {url!r}: expected a number (redis://host:6379/0)")
+        return
+    if url.startswith("unix://"):
+        return
+    raise ConfigError(source, key, f"unknown store {url!r}: expected memory://, sqlite:///path or redis://host:port/db")
+
+
 def open_store(url: str, source: str) -> Store:
     """The store a URL names. Nothing connects here: each backend opens on first use (and again
     after a fork), so a store that is down delays no start-up and raises into no application."""
+    check_url(url, source)
     if url.startswith("memory://"):
         from costspan.budgets.memory import MemoryStore
 
@@ -112,12 +138,7 @@ def open_store(url: str, source: str) -> Store:
     if url.startswith("sqlite:///"):
         from costspan.budgets.sqlite import SqliteStore
 
-        path = url[len("sqlite:///") :]
-        if not path:
-            raise ConfigError(source, "store", f"no file in {url!r}: expected sqlite:///path/to/costspan.db")
-        return SqliteStore(path)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from costspan.budgets.redis_store import RedisStore
+        return SqliteStore(url[len("sqlite:///") :])
+    from costspan.budgets.redis_store import RedisStore
 
-        return RedisStore(url)
-    raise ConfigError(source, "store", f"unknown store {url!r}: expected memory://, sqlite:///path or redis://host:port/db")
+    return RedisStore(url)

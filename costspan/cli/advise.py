@@ -15,6 +15,7 @@ from costspan import currency as currency_module
 from costspan.cli.console import table_console
 from costspan.ledger import cli_common, moneyfmt
 from costspan.ledger.advise import Advice, advise
+from costspan.terminal import markup
 
 
 def register(subparsers: Any) -> None:
@@ -54,7 +55,8 @@ def render(result: Advice, currency: currency_module.Currency, console: Console)
     if not result.models:
         console.print("  no model carries 5% or more of the period's cost")
     for m in result.models:
-        console.print(f"[bold]{m.provider} / {m.model}[/bold]: {m.calls:,} calls, {money(m.ledger_cost_nanos)} "
+        console.print(f"[bold]{markup(m.provider)} / {markup(m.model)}[/bold]: {m.calls:,} calls, "
+                      f"{money(m.ledger_cost_nanos)} "
                       "recorded" + (f", {money(m.list_cost_nanos)} at list price" if m.list_cost_nanos is not None
                                     else ", no list price found"))
         table = Table()
@@ -63,12 +65,12 @@ def render(result: Advice, currency: currency_module.Currency, console: Console)
         table.add_column("saving", justify="right")
         for alt in m.alternatives:
             share = alt.saving_nanos / m.list_cost_nanos if m.list_cost_nanos else 0.0
-            table.add_row(alt.model, money(alt.cost_nanos), f"{money(alt.saving_nanos)} ({share:.0%})")
+            table.add_row(markup(alt.model), money(alt.cost_nanos), f"{money(alt.saving_nanos)} ({share:.0%})")
         if m.alternatives:
             console.print(table)
         else:
             console.print("  no cheaper priced model of this provider")
-        console.print(f"  [dim]basis: {m.basis}[/dim]")
+        console.print(f"  [dim]basis: {markup(m.basis)}[/dim]")
     console.print()
     console.print("[bold]Repeated prompts[/bold]")
     if result.repeats is None:
@@ -78,16 +80,17 @@ def render(result: Advice, currency: currency_module.Currency, console: Console)
         console.print(f"  {r.repeated_calls:,} repeats of {r.distinct_repeated_prompts:,} prompts cost "
                       f"{money(r.repeat_cost_nanos)}")
         for item in r.top:
-            console.print(f"    {item['prompt_hash']}  {item['model']}  x{item['repeats']:,}  "
+            console.print(f"    {markup(item['prompt_hash'])}  {markup(item['model'])}  x{item['repeats']:,}  "
                           f"{money(item['repeat_cost_nanos'])}")
-        console.print(f"  [dim]basis: {r.basis}[/dim]")
+        console.print(f"  [dim]basis: {markup(r.basis)}[/dim]")
     console.print()
     table = Table(title="Prompt-cache use", title_justify="left", title_style="bold")
     for col, justify in (("provider", "left"), ("model", "left"), ("input", "right"), ("from cache", "right"),
                          ("share", "right"), ("cache read cost", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for c in result.cache:
-        table.add_row(c.provider, c.model, moneyfmt.tokens(c.input_tokens), moneyfmt.tokens(c.cache_read_tokens),
+        table.add_row(markup(c.provider), markup(c.model), moneyfmt.tokens(c.input_tokens),
+                      moneyfmt.tokens(c.cache_read_tokens),
                       f"{c.share:.1%}", money(c.cache_read_cost_nanos))
     console.print(table)
     console.print("  [dim]basis: cache reads as reported by each provider, as a share of all input tokens[/dim]")

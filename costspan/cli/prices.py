@@ -22,6 +22,7 @@ from costspan.pricing.names import canonical_provider, vendor
 from costspan.pricing.pricer import LayeredPricer, build
 from costspan.pricing.rates import PriceCard
 from costspan.settings import Settings, load_settings
+from costspan.terminal import plain
 from costspan.usage import Usage
 
 
@@ -122,10 +123,10 @@ def run_quote(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    print(f"{model} at {provider or '(unknown provider)'}: {quote.status}"
+    print(f"{plain(model)} at {provider or '(unknown provider)'}: {quote.status}"
           + (f" ({quote.reason})" if quote.reason else ""))
     if quote.key:
-        print(f"  key     {quote.key}\n  source  {quote.source}")
+        print(f"  key     {plain(quote.key)}\n  source  {plain(quote.source)}")
     uncached = max(usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens, 0)
     rows = (
         ("input", uncached, quote.input_nanos, ""),
@@ -175,7 +176,8 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    print(f"{args.model} at {provider or '(unknown provider)'}\n  key     {priced.key}\n  source  {priced.source}")
+    print(f"{plain(args.model)} at {provider or '(unknown provider)'}\n"
+          f"  key     {plain(priced.key)}\n  source  {plain(priced.source)}")
     print("  standard (USD per million tokens)")
     _print_card(data["prices"], "    ")
     for tier, prices in tiers.items():
@@ -218,8 +220,8 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'key':<58} {'input':>9} {'cached':>9} {'output':>9}  source   (USD per million tokens)")
     for row in rows:
-        print(f"{row['key'][:58]:<58} {row.get('input', '-'):>9} {row.get('cached_input', '-'):>9} "
-              f"{row.get('output', '-'):>9}  {row['source']}")
+        print(f"{plain(row['key'])[:58]:<58} {row.get('input', '-'):>9} {row.get('cached_input', '-'):>9} "
+              f"{row.get('output', '-'):>9}  {plain(row['source'])}")
     print(f"{len(rows):,} entries")
     return 0
 

@@ -2,7 +2,8 @@
 
 Reads the same store the application charges, so it shows the live figures of every process
 that shares it. Exit status: 0, 1 when the store could not be read (the figures shown are then
-incomplete), 2 for a configuration error (raised by the settings, reported by ``main``).
+incomplete), 2 for any configuration error that disables costspan or its /metrics endpoint in the
+application (:func:`costspan.check.check`; raised here, reported by ``main``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from rich.text import Text
 
 from costspan import currency
 from costspan.budgets import BudgetEngine, BudgetStatus
+from costspan.check import check
 from costspan.cli.console import table_console
 from costspan.currency import Currency
 from costspan.settings import load_settings
+from costspan.terminal import markup, plain
 
 _BAR_WIDTH = 10
 _COLOURS = {"ok": "green", "warning": "yellow", "critical": "red", "exceeded": "bold red"}
@@ -42,6 +45,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    check(settings)
     money = currency.requested(settings, args.currency)
     engine = BudgetEngine.from_settings(settings)
     try:
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print("* enforced: calls are refused once the limit is reached")
     errors = {entry.error for entry in entries if entry.error}
     for error in sorted(errors):
-        print(f"costspan status: {error} ({settings.store_url}); figures are incomplete", file=sys.stderr)
+        print(f"costspan status: {plain(error)} ({plain(settings.store_url)}); figures are incomplete", file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -86,11 +90,11 @@ def table(entries: list[BudgetStatus], now: float, money: Currency | None = None
 
 
 def _name(entry: BudgetStatus) -> str:
-    label = entry.name if entry.kind == "budget" else f"{entry.name} ({entry.unit})"
+    label = markup(entry.name) if entry.kind == "budget" else f"{markup(entry.name)} ({entry.unit})"
     if entry.enforce:
         label += " *"
     if entry.member is not None:
-        label += f"\n  top: {entry.member} (of {entry.members})"
+        label += f"\n  top: {markup(entry.member)} (of {entry.members})"
     return label
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 from costspan.settings import Settings
 
 _KEYS = {"enabled", "path", "retention_days", "prompt_hashes", "batch_rows", "flush_seconds"}
@@ -77,9 +77,7 @@ def _section(settings: Settings) -> dict[str, Any]:
     section = settings.section("ledger") or {}
     if not isinstance(section, dict):
         raise ConfigError(settings.source, "ledger", "expected a mapping")
-    unknown = sorted(set(section) - _KEYS)
-    if unknown:
-        raise ConfigError(settings.source, f"ledger.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_KEYS))})")
+    check_keys(settings.source, "ledger", section, _KEYS)
     return section
 
 

@@ -3,12 +3,20 @@
 Rows are read with ``fetchmany`` in time order and written as they come: a ledger of millions of
 rows never sits in memory, whatever the format (the JSON array is written element by element).
 Money is exact: ``cost_nanos`` and its parts as integers, and ``cost_usd`` as a decimal string.
+
+CSV is opened in spreadsheets, which run a cell starting with ``=``, ``+``, ``-`` or ``@`` (or a tab
+or carriage return before one) as a formula: a model or project named ``=HYPERLINK(...)`` would
+be a live link, or worse. Such text cells get a leading ``'`` (OWASP's CSV-injection advice), so
+the spreadsheet shows the text and runs nothing. Numbers stay numbers: integers are written as
+they are, and a text cell that is a plain decimal number (``-0.5``) is data, not a formula.
+JSON output is never neutralised: it is read by programs, which get the exact values.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -21,6 +29,15 @@ from costspan.ledger.schema import COLUMNS
 FORMATS = ("csv", "jsonl", "json")
 FETCH = 2_000
 FIELDS = ("time", *(c for c in COLUMNS if c != "ts_us"), "cost_usd")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?\Z")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value`` as a CSV cell no spreadsheet runs as a formula (see the module docstring)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
 
 
 def rows(conn: sqlite3.Connection, filters: Filters) -> Iterator[dict[str, object]]:
@@ -45,7 +62,7 @@ def write(conn: sqlite3.Connection, filters: Filters, fmt: str, out: TextIO) -> 
         writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for record in rows(conn, filters):
-            writer.writerow(record)
+            writer.writerow({key: spreadsheet_safe(value) for key, value in record.items()})
             n += 1
     elif fmt == "jsonl":
         for record in rows(conn, filters):

@@ -11,6 +11,7 @@ from costspan.currency import Currency
 from costspan.ledger.moneyfmt import tokens
 from costspan.ledger.query import Agg
 from costspan.ledger.report import Report, since_label
+from costspan.terminal import markup
 
 BAR_WIDTH = 24
 NONE = "\u2013"  # en dash: "no value", distinct from a zero
@@ -81,7 +82,7 @@ def _table(title: str, headers: tuple[str, ...], rows: list[tuple[tuple[str, ...
     for key, agg in shown:
         share = agg.cost_nanos / total.cost_nanos if total.cost_nanos else None
         shown_bar = bar(agg.cost_nanos, largest) if agg is not other else Text("")
-        table.add_row(*key, currency.format(agg.cost_nanos), pct(share), shown_bar,
+        table.add_row(*(markup(part) for part in key), currency.format(agg.cost_nanos), pct(share), shown_bar,
                       f"{agg.calls:,}", f"{tokens(agg.input_tokens)}/{tokens(agg.output_tokens)}",
                       pct(agg.success_rate))
     return table

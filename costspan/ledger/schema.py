@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from costspan.files import create_private
+
 BUSY_TIMEOUT_MS = 30_000
 BUCKET_US = 900_000_000
 """Rollup slot: 15 minutes, a divisor of every UTC offset in use, so a slot never straddles a local day."""
@@ -166,7 +168,7 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _check_version(conn)
         return conn
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    create_private(path)
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     _set_wal(conn)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 from costspan.settings import ENV_SOURCE, Settings, default_state_dir
 
 _KEYS = {"files", "aliases", "import_dir", "snapshot"}
@@ -40,9 +40,7 @@ def pricing_config(settings: Settings) -> PricingConfig:
     section = settings.section("pricing") or {}
     if not isinstance(section, Mapping):
         raise ConfigError(source, "pricing", "expected a mapping")
-    unknown = sorted(set(section) - _KEYS)
-    if unknown:
-        raise ConfigError(source, f"pricing.{unknown[0]}", f"unknown setting (known: {', '.join(sorted(_KEYS))})")
+    check_keys(source, "pricing", section, _KEYS)
     base = Path(source).parent if source != ENV_SOURCE else Path.cwd()
 
     files_raw = section.get("files") or []

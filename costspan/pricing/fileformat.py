@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from costspan.errors import ConfigError
+from costspan.errors import ConfigError, check_keys
 from costspan.pricing.model import service_tier_name
 from costspan.pricing.names import canonical_provider
 from costspan.pricing.rates import PriceCard, PriceSet
@@ -61,6 +61,9 @@ def read_document(path: Path) -> object:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(where, "(file)", f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.start}): expected a YAML or JSON price file"
+        raise ConfigError(where, "(file)", problem) from exc
     try:
         if path.suffix == ".json":
             return json.loads(text)
@@ -86,9 +89,7 @@ def parse_table(data: object, origin: str, default_source: str, *, label_is_orig
     """
     if not isinstance(data, Mapping):
         raise ConfigError(origin, "(top level)", "expected a mapping with a 'models' list")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(origin, unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    check_keys(origin, "", data, _TOP_KEYS)
     if data.get("format", FORMAT) != FORMAT:
         raise ConfigError(origin, "format", f"unsupported format {data['format']!r} (expected {FORMAT})")
     label = data.get("source", default_source)
@@ -107,9 +108,7 @@ def _entry(raw: object, origin: str, index: int) -> PriceEntry:
         raise ConfigError(origin, where, "expected a mapping")
     if isinstance(raw.get("key"), str):
         where = f"{where} ({raw['key']})"
-    unknown = sorted(set(raw) - _ENTRY_KEYS)
-    if unknown:
-        raise ConfigError(origin, f"{where}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_ENTRY_KEYS))})")
+    check_keys(origin, where, raw, _ENTRY_KEYS)
     providers, models, regex = _match(raw.get("match"), origin, f"{where}.match")
     card = _card(raw, origin, where)
     if not card.base.prices_anything():
@@ -143,9 +142,7 @@ def _entry(raw: object, origin: str, index: int) -> PriceEntry:
 def _match(raw: object, origin: str, where: str) -> tuple[frozenset[str], frozenset[str], re.Pattern[str] | None]:
     if not isinstance(raw, Mapping):
         raise ConfigError(origin, where, "expected a mapping with model or model_regex (and optionally provider)")
-    unknown = sorted(set(raw) - _MATCH_KEYS)
-    if unknown:
-        raise ConfigError(origin, f"{where}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_MATCH_KEYS))})")
+    check_keys(origin, where, raw, _MATCH_KEYS)
     providers = frozenset(canonical_provider(p) for p in _names(raw.get("provider"), origin, f"{where}.provider"))
     models = frozenset(m.strip().lower() for m in _names(raw.get("model"), origin, f"{where}.model"))
     pattern = raw.get("model_regex")
