@@ -57,6 +57,14 @@ def current(ctx: context.Context | None = None) -> Attribution:
     )
 
 
+def pinned(who: Attribution, ctx: context.Context | None = None) -> context.Context:
+    """A context in which ``who`` is the attribution in force, whatever surrounds it later.
+
+    For calls an SDK sends lazily (a stream the application iterates after leaving its
+    ``attribute()`` block): attribution is what was in force when the call was made."""
+    return context.set_value(_KEY, who, ctx)
+
+
 class attribute(contextlib.ContextDecorator):
     """``with costspan.attribute(project="research", user="u-42"):`` or ``@costspan.attribute(...)``.
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._lazy import pin_attribution
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
@@ -145,9 +146,15 @@ _EMBED = Operation(_reader("embeddings"), _embed_response)
 
 def _methods(owner: type) -> tuple[MethodSpec, ...]:
     module, name = owner.__module__, owner.__name__
+    stream_method = _request_method(owner, "generate_content_stream")
+    # The public stream method sends its requests lazily: pin the caller's attribution on it.
+    lazy = () if stream_method == "generate_content_stream" else (
+        MethodSpec(module, name, "generate_content_stream", _STREAM, wrap=pin_attribution),
+    )
     return (
         MethodSpec(module, name, _request_method(owner, "generate_content"), _GENERATE),
-        MethodSpec(module, name, _request_method(owner, "generate_content_stream"), _STREAM),
+        MethodSpec(module, name, stream_method, _STREAM),
+        *lazy,
         MethodSpec(module, name, "embed_content", _EMBED),
     )
 

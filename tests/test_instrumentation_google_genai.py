@@ -197,3 +197,45 @@ def test_async_generate_stream_and_embed(
 
 def test_uninstrument_restores_the_sdk(instrumented: Any) -> None:
     assert_uninstrument_restores(instrumented, METHODS)
+
+
+def test_a_stream_read_after_its_attribute_block_is_charged_to_who_made_the_call(
+    harness: Harness, gemini_client: genai.Client, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    """The SDK sends the request lazily, on the first iteration; the call was made inside the block."""
+    import costspan
+
+    with costspan.attribute(project="research", user="u-7", feature="search"):
+        stream = gemini_client.models.generate_content_stream(model=MODEL, contents=PROMPT)
+    chunks = list(stream)
+    assert chunks
+    attrs = attrs_of(spans)
+    assert (attrs[A.PROJECT], attrs[A.USER_ID], attrs[A.FEATURE]) == ("research", "u-7", "search")
+    assert harness.sample("costspan_cost_usd_total", project="research", feature="search") > 0
+
+
+def test_an_async_stream_read_after_its_attribute_block_is_charged_to_who_made_the_call(
+    harness: Harness, gemini_client: genai.Client, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    import costspan
+
+    async def run() -> int:
+        with costspan.attribute(project="research", user="u-8"):
+            stream = await gemini_client.aio.models.generate_content_stream(model=MODEL, contents=PROMPT)
+        return len([chunk async for chunk in stream])
+
+    assert asyncio.run(run()) > 0
+    attrs = attrs_of(spans)
+    assert (attrs[A.PROJECT], attrs[A.USER_ID]) == ("research", "u-8")
+
+
+def test_attribution_in_force_while_iterating_does_not_override_the_calls(
+    harness: Harness, gemini_client: genai.Client, provider_server: ProviderServer, spans: InMemorySpanExporter
+) -> None:
+    import costspan
+
+    with costspan.attribute(project="research"):
+        stream = gemini_client.models.generate_content_stream(model=MODEL, contents=PROMPT)
+    with costspan.attribute(project="marketing"):
+        list(stream)
+    assert attrs_of(spans)[A.PROJECT] == "research"
