@@ -52,6 +52,7 @@ class Runtime:
     meter_provider: Any = None
     """Flushed first on close, while the budget store can still answer the gauges' callbacks."""
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    _drainers: list[Callable[[], object]] = field(default_factory=list)
     _errors_logged: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
@@ -176,8 +177,25 @@ class Runtime:
     def add_closer(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)
 
+    def add_drainer(self, drainer: Callable[[], object]) -> None:
+        """``drainer()`` writes out what a sink or store holds, and keeps it written from then on."""
+        self._drainers.append(drainer)
+
+    def drain(self) -> None:
+        """The process was asked to stop (SIGTERM): write out everything recorded so far, and from
+        now on write each call as soon as it is recorded, because the process may be killed as soon
+        as the application has finished its own shutdown (a server that drains its requests, then
+        re-raises SIGTERM with the default action). Recording goes on: calls still in flight are
+        recorded as they end, and ``close`` runs at exit as always."""
+        for drainer in self._drainers:
+            try:
+                drainer()
+            except Exception:
+                self.log_once("drain")
+        self._flush_metrics()
+
     def close(self) -> None:
-        """Flush everything recorded; safe to call more than once (atexit and SIGTERM both call it)."""
+        """Flush everything recorded and stop; safe to call more than once (atexit calls it)."""
         with self._lock:
             if self._closed:
                 return
@@ -318,6 +336,7 @@ def build(
 
     runtime.budgets = BudgetEngine.from_settings(settings)
     runtime.add_closer(runtime.budgets.close)
+    runtime.add_drainer(runtime.budgets.flush)
     _register_budget_metrics(runtime, registry, meter)
 
     from costspan.exporters.ledger import LedgerSink
@@ -327,6 +346,7 @@ def build(
         ledger.set_drop_hook(prometheus.ledger_rows_dropped.inc)
         runtime.sinks.append(ledger)
         runtime.add_closer(ledger.close)
+        runtime.add_drainer(ledger.drain)
         if ledger.prompt_hashes:
             runtime.prompt_salt = ledger.prompt_salt()
 
@@ -435,17 +455,19 @@ def _install_shutdown(runtime: Runtime) -> None:
         return
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        """Write out what is recorded, then do exactly what SIGTERM did before costspan: costspan
+        never decides whether or when the process stops, and keeps recording until it does."""
         current = _runtime
         if current is not None:
             # On a thread, with a deadline: the signal may have interrupted this thread inside
-            # costspan's own code, holding a lock the flush needs. Better to exit without the last
+            # costspan's own code, holding a lock the flush needs. Better to go on without the last
             # flush than to hang the shutdown.
-            closer = threading.Thread(target=current.close, name="costspan-sigterm", daemon=True)
-            closer.start()
-            closer.join(SIGTERM_FLUSH_SECONDS)
+            drainer = threading.Thread(target=current.drain, name="costspan-sigterm", daemon=True)
+            drainer.start()
+            drainer.join(SIGTERM_FLUSH_SECONDS)
         if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
             previous(signum, frame)
-        elif previous != signal.SIG_IGN:
+        elif previous == signal.SIG_DFL or previous is None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 

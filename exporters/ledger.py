@@ -70,6 +70,11 @@ class LedgerSink:
         """Commit everything recorded so far (tests, the CLI before a report)."""
         return self._writer.flush(timeout)
 
+    def drain(self) -> bool:
+        """Commit what is recorded, then write each new row at once (the process is stopping)."""
+        self._writer.draining = True
+        return self._writer.flush()
+
     def close(self) -> None:
         """Commit everything and stop the writer; called by the runtime at exit and on SIGTERM."""
         self._writer.close()

@@ -69,6 +69,8 @@ class LedgerWriter:
         """Called with the number of rows given up (the ``costspan_ledger_rows_dropped_total`` counter)."""
         self._logged: set[str] = set()
         self._closed = False
+        self.draining = False
+        """Set when the process is asked to stop: each row is then written as soon as it is put."""
         self._start()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _restart_in_child(ref))
@@ -89,7 +91,7 @@ class LedgerWriter:
         if len(pending) == MAX_PENDING:
             self._dropped(1, "overflow", "costspan: the ledger cannot keep up (disk full or locked?); rows are dropped")
         pending.append((accounted, time.time_ns() // 1000))
-        if len(pending) == self.batch_rows:
+        if self.draining or len(pending) == self.batch_rows:
             self._wake.set()
 
     def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:

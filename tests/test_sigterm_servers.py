@@ -1,0 +1,185 @@
+"""SIGTERM under real servers, with requests in flight: every call that completed is in the ledger
+and in the budget, and SIGTERM does to the application exactly what it did without costspan.
+
+uvicorn and gunicorn install their own SIGTERM handlers; uvicorn's drains the requests in flight,
+then restores the handler it found and raises SIGTERM again. costspan may be set up before the
+server (instrumented at import, or by the launcher's hook) or after it (on the first request):
+both orders are driven here, as are gunicorn's uvicorn workers and its sync workers, and a
+process that ignores SIGTERM. The stand-in answers each LLM call after 0.3 s, so calls are in
+flight when the signal arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from costspan.standin import ProviderServer, Scenario
+from tests.test_budget_stores import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = "budgets:\n  - {name: daily, limit_usd: 1000, window: day}\n"
+CLIENTS = 6
+
+
+def server_env(tmp_path: Path, standin: ProviderServer, **extra: str) -> dict[str, str]:
+    config = tmp_path / "costspan.yaml"
+    config.write_text(BUDGET)
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "STANDIN_URL": standin.base_url,
+        "COSTSPAN_CONFIG": str(config),
+        "COSTSPAN_STORE": f"sqlite:///{tmp_path / 'costspan.db'}",
+        "COSTSPAN_ENDPOINTS": f"{standin.base_url}/v1=openai",
+        "OTEL_SERVICE_NAME": "drill",
+        "COSTSPAN_LEDGER": "on",
+        **extra,
+    }
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited early: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer")
+
+
+class Load:
+    """Clients calling the server in a loop until it stops answering; counts completed requests."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.completed = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=10) as answer:
+                    answer.read()
+                    ok = answer.status == 200
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                ok = False
+                time.sleep(0.05)
+            if ok:
+                with self._lock:
+                    self.completed += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+
+def books(tmp_path: Path) -> tuple[int, int, int]:
+    """(ledger rows, their cost in nano-dollars, the budget's spend in nano-dollars)."""
+    ledger = sqlite3.connect(tmp_path / "costspan-ledger.db")
+    try:
+        rows, cost = ledger.execute("SELECT count(*), coalesce(sum(cost_nanos), 0) FROM calls").fetchone()
+    except sqlite3.OperationalError:  # no table: not one row was ever written
+        rows, cost = 0, 0
+    ledger.close()
+    store = sqlite3.connect(tmp_path / "costspan.db")
+    (spend,) = store.execute("SELECT coalesce(sum(value), 0) FROM budget_counters WHERE key LIKE 'budget|%'").fetchone()
+    store.close()
+    return int(rows), int(cost), int(spend)
+
+
+SERVERS = {
+    "uvicorn": [sys.executable, "-m", "uvicorn", "tests.apps.llm_server:app", "--port", "{port}"],
+    "uvicorn-launcher": [
+        str(Path(sys.executable).with_name("opentelemetry-instrument")), "--traces_exporter", "none",
+        "--metrics_exporter", "none", sys.executable, "-m", "uvicorn", "tests.apps.llm_server:app", "--port", "{port}",
+    ],
+    "gunicorn-uvicorn-workers": [
+        sys.executable, "-m", "gunicorn", "-w", "2", "-k", "uvicorn_worker.UvicornWorker", "-b", "127.0.0.1:{port}",
+        "tests.apps.llm_server:app",
+    ],
+    "gunicorn-sync-workers": [
+        sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", "127.0.0.1:{port}",
+        "tests.apps.llm_server:wsgi_app",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lazy", [False, True], ids=["costspan-first", "server-first"])
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_sigterm_under_a_real_server_keeps_every_completed_call(
+    server: str, lazy: bool, provider_server: ProviderServer, tmp_path: Path
+) -> None:
+    provider_server.set_default(Scenario(delay=0.3))
+    port = free_port()
+    command = [part.format(port=port) for part in SERVERS[server]]
+    env = server_env(tmp_path, provider_server, COSTSPAN_LAZY="1" if lazy else "0")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, process)
+        load = Load(port)
+        time.sleep(2.0)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        load.stop()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    calls = provider_server.request_count
+    rows, cost, spend = books(tmp_path)
+    assert load.completed > 10
+    assert rows == calls, (rows, calls, process.stderr.read().decode() if process.stderr else "")
+    assert rows >= load.completed + 1  # the readiness probe's call, and every request answered
+    assert cost > 0 and spend == cost  # the budget holds exactly what the ledger holds
+
+
+IGNORING = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # this application ignores SIGTERM, before costspan
+import openai
+from costspan.instrumentation.openai import OpenAIInstrumentor
+OpenAIInstrumentor().instrument()
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="k", max_retries=0)
+for i in range(int(sys.argv[2])):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_an_application_that_ignores_sigterm_keeps_running_and_recording(
+    provider_server: ProviderServer, tmp_path: Path
+) -> None:
+    calls = 60
+    process = subprocess.Popen(
+        [sys.executable, "-c", IGNORING, provider_server.base_url, str(calls)],
+        env=server_env(tmp_path, provider_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    for _ in range(10):
+        process.stdout.readline()
+    process.send_signal(signal.SIGTERM)  # ignored by the application, so by costspan too
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert books(tmp_path)[0] == calls
