@@ -1,6 +1,6 @@
 """The error matrix: every instrumented SDK, every way a call fails, sync and async.
 
-For openai, anthropic, google-genai, groq, ollama and boto3's Bedrock (sync only), driven for real
+For openai, anthropic, google-genai, groq, ollama, mistralai and boto3's Bedrock (sync only), driven for real
 against the stand-in: a rate limit (429), a server error (500), and a stream cut in the middle (the
 connection drops after a few frames, with chunks already delivered). Whatever the SDK raises without costspan must reach
 the application unchanged (same class, same status), and costspan must record the failure the
@@ -103,6 +103,18 @@ def status_of(error: BaseException) -> int | None:
     return getattr(error, "status_code", getattr(error, "code", None))
 
 
+def _mistral_instrumentor() -> BaseInstrumentor:
+    from costspan.instrumentation.mistral import MistralInstrumentor
+
+    return MistralInstrumentor()
+
+
+def _mistral(url: str) -> Any:
+    from mistralai.client import Mistral
+
+    return Mistral(api_key="k", server_url=url)
+
+
 BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 BEDROCK_MESSAGES: Any = [{"role": "user", "content": [{"text": "Name one lighthouse on the coast of Portugal."}]}]
 
@@ -175,6 +187,18 @@ SDKS = [
         lambda c: c.chat("llama3.2", MESSAGES, stream=True),
         lambda c: c.chat("llama3.2", MESSAGES),
         lambda c: c.chat("llama3.2", MESSAGES, stream=True),
+    ),
+    Sdk(
+        "mistral",
+        "mistral_ai",
+        "{url}=mistral_ai",
+        _mistral_instrumentor,
+        _mistral,
+        _mistral,
+        lambda c: c.chat.complete(model="mistral-small-latest", messages=MESSAGES),
+        lambda c: c.chat.stream(model="mistral-small-latest", messages=MESSAGES),
+        lambda c: c.chat.complete_async(model="mistral-small-latest", messages=MESSAGES),
+        lambda c: c.chat.stream_async(model="mistral-small-latest", messages=MESSAGES),
     ),
     Sdk(
         "bedrock",
