@@ -1,10 +1,10 @@
 """The error matrix: every instrumented SDK, every way a call fails, sync and async.
 
-For openai, anthropic, google-genai, groq, ollama, mistralai and boto3's Bedrock (sync only), driven for real
-against the stand-in: a rate limit (429), a server error (500), and a stream cut in the middle (the
-connection drops after a few frames, with chunks already delivered). Whatever the SDK raises without costspan must reach
-the application unchanged (same class, same status), and costspan must record the failure the
-same way everywhere, because dashboards and alerts group errors by it: ``error.type`` is the
+For openai, anthropic, google-genai, groq, ollama, mistralai, cohere and boto3's Bedrock (sync only),
+driven against the stand-in: a rate limit (429), a server error (500), and a stream cut in the middle
+(the connection drops after a few frames, with chunks already delivered). Whatever the SDK raises
+without costspan must reach the application unchanged (same class, same status), and costspan must
+record the failure the same way everywhere, because dashboards and alerts group errors by it: ``error.type`` is the
 exception's class name, the span is marked ERROR, ``costspan_requests_total{outcome="error"}``
 counts the call once, nothing is charged, and the span ends exactly once, even when the
 application closes the failed stream afterwards or drops it for the garbage collector.
@@ -115,6 +115,31 @@ def _mistral(url: str) -> Any:
     return Mistral(api_key="k", server_url=url)
 
 
+def _cohere_instrumentor() -> BaseInstrumentor:
+    from costspan.instrumentation.cohere import CohereInstrumentor
+
+    return CohereInstrumentor()
+
+
+def _cohere(url: str) -> Any:
+    import cohere
+
+    return cohere.ClientV2(api_key="k", base_url=url)
+
+
+def _async_cohere(url: str) -> Any:
+    import cohere
+
+    return cohere.AsyncClientV2(api_key="k", base_url=url)
+
+
+COHERE: dict[str, Any] = {"model": "command-a-03-2025", "messages": MESSAGES, "request_options": {"max_retries": 0}}
+
+
+async def _cohere_async_stream(client: Any) -> Any:
+    return client.chat_stream(**COHERE)
+
+
 BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 BEDROCK_MESSAGES: Any = [{"role": "user", "content": [{"text": "Name one lighthouse on the coast of Portugal."}]}]
 
@@ -199,6 +224,18 @@ SDKS = [
         lambda c: c.chat.stream(model="mistral-small-latest", messages=MESSAGES),
         lambda c: c.chat.complete_async(model="mistral-small-latest", messages=MESSAGES),
         lambda c: c.chat.stream_async(model="mistral-small-latest", messages=MESSAGES),
+    ),
+    Sdk(
+        "cohere",
+        "cohere",
+        "{url}=cohere",
+        _cohere_instrumentor,
+        _cohere,
+        _async_cohere,
+        lambda c: c.chat(**COHERE),
+        lambda c: c.chat_stream(**COHERE),
+        lambda c: c.chat(**COHERE),
+        _cohere_async_stream,
     ),
     Sdk(
         "bedrock",
