@@ -1,8 +1,8 @@
 """A plain application calling eight LLM providers: not one line of costspan in it.
 
 It makes one ordinary call and one streamed call through each provider's own client library:
-OpenAI, Anthropic, Google Gemini, Groq, Ollama, Amazon Bedrock (boto3), Mistral and Cohere. Run it under the OpenTelemetry launcher and
-costspan prices every call:
+OpenAI, Anthropic, Google Gemini, Groq, Ollama, Amazon Bedrock (boto3), Mistral and Cohere. Run it
+under the OpenTelemetry launcher and costspan prices every call:
 
     COSTSPAN_PROMETHEUS_PORT=9464 opentelemetry-instrument --traces_exporter console \\
         python examples/all_providers_app.py

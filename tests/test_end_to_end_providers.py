@@ -1,8 +1,8 @@
 """Zero code, eight providers: ``opentelemetry-instrument python examples/all_providers_app.py``.
 
 The example application holds no costspan code. It calls OpenAI, Anthropic, Gemini, Groq, Ollama,
-Bedrock (boto3), Mistral and Cohere (one plain call and one stream each) through their real SDKs, in its own process under the
-standard launcher, against one provider stand-in. Each billing provider reaches the stand-in under
+Bedrock (boto3), Mistral and Cohere (one plain call and one stream each) through their real SDKs, in
+its own process under the standard launcher, against one provider stand-in. Each billing provider reaches the stand-in under
 its own path prefix, and ``COSTSPAN_ENDPOINTS`` names each prefix as the provider it stands for, as
 a company gateway would be named; Ollama is on loopback and stays a free local model.
 
