@@ -3,8 +3,8 @@
 The example application holds no costspan code. It calls OpenAI, Anthropic, Gemini, Groq, Ollama,
 Bedrock (boto3), Mistral and Cohere (one plain call and one stream each) through their real SDKs, in
 its own process under the standard launcher, against one provider stand-in. Each billing provider
-reaches the stand-in under its own path prefix, and ``COSTSPAN_ENDPOINTS`` names each prefix as the provider it stands for, as
-a company gateway would be named; Ollama is on loopback and stays a free local model.
+reaches the stand-in under its own path prefix, and ``COSTSPAN_ENDPOINTS`` names each prefix as the
+provider it stands for, as a company gateway would be named; Ollama is on loopback and stays a free local model.
 
 Each provider's stand-in answers with token counts of its own, so a call attributed to the wrong
 provider, counted twice or missed shows up in the per-provider sums on /metrics.
