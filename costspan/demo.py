@@ -92,6 +92,9 @@ def _config(state: Path, urls: dict[str, str]) -> str:
           {urls["anthropic"]}: anthropic
           {urls["groq"]}: groq
           {urls["gemini"]}: gcp.gemini
+          {urls["bedrock"]}: aws.bedrock
+          {urls["mistral"]}: mistral_ai
+          {urls["cohere"]}: cohere
         budgets:
           - name: demo-daily
             limit_usd: 0.006
@@ -122,7 +125,7 @@ def _standins() -> Iterator[dict[str, str]]:
 
     with contextlib.ExitStack() as stack:
         urls = {}
-        for name in ("openai", "anthropic", "gemini", "groq", "ollama"):
+        for name in ("openai", "anthropic", "gemini", "groq", "ollama", "bedrock", "mistral", "cohere"):
             server = stack.enter_context(ProviderServer())
             urls[name] = server.base_url.rstrip("/")
         yield urls
@@ -173,6 +176,24 @@ def _clients(urls: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
 
         ol = ollama.Client(host=urls["ollama"])
         calls.append(("ollama", lambda: ol.chat(model="llama3.2", messages=MESSAGES)))
+    with contextlib.suppress(ImportError):
+        import boto3
+
+        br = boto3.client("bedrock-runtime", endpoint_url=urls["bedrock"], region_name="eu-west-1",
+                          aws_access_key_id="demo-no-key", aws_secret_access_key="demo-no-key")
+        converse: Any = [{"role": "user", "content": [{"text": MESSAGES[0]["content"]}]}]
+        calls.append(("bedrock", lambda: br.converse(modelId="eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                                                      messages=converse)))
+    with contextlib.suppress(ImportError):
+        from mistralai.client import Mistral
+
+        mi = Mistral(api_key="demo-no-key", server_url=urls["mistral"])
+        calls.append(("mistral", lambda: mi.chat.complete(model="mistral-small-latest", messages=MESSAGES)))
+    with contextlib.suppress(ImportError):
+        import cohere
+
+        co = cohere.ClientV2(api_key="demo-no-key", base_url=urls["cohere"])
+        calls.append(("cohere", lambda: co.chat(model="command-a-03-2025", messages=MESSAGES)))
     return calls
 
 
@@ -185,6 +206,9 @@ def _instrument() -> None:
         ("costspan.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
         ("costspan.instrumentation.groq", "GroqInstrumentor"),
         ("costspan.instrumentation.ollama", "OllamaInstrumentor"),
+        ("costspan.instrumentation.bedrock", "BedrockInstrumentor"),
+        ("costspan.instrumentation.mistral", "MistralInstrumentor"),
+        ("costspan.instrumentation.cohere", "CohereInstrumentor"),
     ):
         with contextlib.suppress(ImportError):
             getattr(__import__(module, fromlist=[name]), name)().instrument()

@@ -1,8 +1,8 @@
-"""A plain application calling five LLM providers: not one line of costspan in it.
+"""A plain application calling eight LLM providers: not one line of costspan in it.
 
 It makes one ordinary call and one streamed call through each provider's own client library:
-OpenAI, Anthropic, Google Gemini, Groq and Ollama. Run it under the OpenTelemetry launcher and
-costspan prices every call:
+OpenAI, Anthropic, Google Gemini, Groq, Ollama, Amazon Bedrock (boto3), Mistral and Cohere. Run it
+under the OpenTelemetry launcher and costspan prices every call:
 
     COSTSPAN_PROMETHEUS_PORT=9464 opentelemetry-instrument --traces_exporter console \\
         python examples/all_providers_app.py
@@ -15,6 +15,10 @@ the real APIs or against a local stand-in (``python -m costspan.standin.server``
 * ``GEMINI_BASE_URL`` (defined by this example; unset means Google's endpoint), ``GEMINI_API_KEY``.
 * ``GROQ_BASE_URL``, ``GROQ_API_KEY``: read by ``groq.Groq()`` itself.
 * ``OLLAMA_HOST``: read by ``ollama.Client()`` itself.
+* ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``: read by ``boto3.client("bedrock-runtime")`` itself.
+* ``MISTRAL_SERVER_URL`` (defined by this example; unset means Mistral's endpoint), ``MISTRAL_API_KEY``.
+* ``CO_API_URL``, ``CO_API_KEY``: read by ``cohere.ClientV2()`` itself.
 
 ``EXAMPLE_LINGER_SECONDS`` keeps the process up after the calls, so a scraper can read /metrics.
 """
@@ -26,11 +30,14 @@ import time
 from typing import Any
 
 import anthropic
+import boto3
+import cohere
 import groq
 import ollama
 import openai
 from google import genai
 from google.genai import types
+from mistralai.client import Mistral
 
 QUESTION = "In one sentence: why measure what LLM calls cost?"
 # Typed ``Any``: each SDK declares its own message types for the same JSON.
@@ -79,8 +86,32 @@ def call_ollama() -> None:
         pass
 
 
+def call_bedrock() -> None:
+    client = boto3.client("bedrock-runtime")
+    messages: Any = [{"role": "user", "content": [{"text": QUESTION}]}]
+    model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    client.converse(modelId=model, messages=messages)
+    for _event in client.converse_stream(modelId=model, messages=messages)["stream"]:
+        pass
+
+
+def call_mistral() -> None:
+    client = Mistral(api_key=os.environ.get("MISTRAL_API_KEY"), server_url=os.environ.get("MISTRAL_SERVER_URL"))
+    client.chat.complete(model="mistral-small-latest", messages=MESSAGES)
+    for _event in client.chat.stream(model="mistral-small-latest", messages=MESSAGES):
+        pass
+
+
+def call_cohere() -> None:
+    client = cohere.ClientV2()
+    client.chat(model="command-a-03-2025", messages=MESSAGES)
+    for _event in client.chat_stream(model="command-a-03-2025", messages=MESSAGES):
+        pass
+
+
 def main() -> None:
-    for call in (call_openai, call_anthropic, call_gemini, call_groq, call_ollama):
+    for call in (call_openai, call_anthropic, call_gemini, call_groq, call_ollama, call_bedrock, call_mistral,
+                 call_cohere):
         call()
     time.sleep(float(os.environ.get("EXAMPLE_LINGER_SECONDS", "0")))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import wrapt
@@ -97,13 +97,15 @@ class SyncStreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        # botocore's EventStream is iterable but no iterator: its generator is made here, not started.
+        self._self_source = wrapped if isinstance(wrapped, Iterator) else iter(wrapped)
 
     def __iter__(self) -> SyncStreamProxy:
         return self
 
     def __next__(self) -> Any:
         try:
-            chunk = next(self.__wrapped__)
+            chunk = next(self._self_source)
         except StopIteration:
             self._self_state.finish()
             raise

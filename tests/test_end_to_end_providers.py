@@ -1,10 +1,10 @@
-"""Zero code, five providers: ``opentelemetry-instrument python examples/all_providers_app.py``.
+"""Zero code, eight providers: ``opentelemetry-instrument python examples/all_providers_app.py``.
 
-The example application holds no costspan code. It calls OpenAI, Anthropic, Gemini, Groq and
-Ollama (one plain call and one stream each) through their real SDKs, in its own process under the
-standard launcher, against one provider stand-in. Each billing provider reaches the stand-in under
-its own path prefix, and ``COSTSPAN_ENDPOINTS`` names each prefix as the provider it stands for, as
-a company gateway would be named; Ollama is on loopback and stays a free local model.
+The example application holds no costspan code. It calls OpenAI, Anthropic, Gemini, Groq, Ollama,
+Bedrock (boto3), Mistral and Cohere (one plain call and one stream each) through their real SDKs, in
+its own process under the standard launcher, against one provider stand-in. Each billing provider
+reaches the stand-in under its own path prefix, and ``COSTSPAN_ENDPOINTS`` names each prefix as the
+provider it stands for, as a company gateway would be named; Ollama is on loopback and stays a free local model.
 
 Each provider's stand-in answers with token counts of its own, so a call attributed to the wrong
 provider, counted twice or missed shows up in the per-provider sums on /metrics.
@@ -47,8 +47,11 @@ SERVED: dict[str, tuple[str, Usage]] = {
     "gcp.gemini": ("/x-gemini", Usage(input_tokens=303, output_tokens=33)),
     "groq": ("/x-groq", Usage(input_tokens=404, output_tokens=44)),
     "ollama": ("/api/", Usage(input_tokens=505, output_tokens=55)),
+    "aws.bedrock": ("/x-bedrock", Usage(input_tokens=606, output_tokens=66)),
+    "mistral_ai": ("/x-mistral", Usage(input_tokens=707, output_tokens=77)),
+    "cohere": ("/x-cohere", Usage(input_tokens=808, output_tokens=88)),
 }
-BILLING = ("openai", "anthropic", "gcp.gemini", "groq")
+BILLING = ("openai", "anthropic", "gcp.gemini", "groq", "aws.bedrock", "mistral_ai", "cohere")
 
 
 @pytest.fixture
@@ -69,9 +72,13 @@ def app_environment(server: ProviderServer, tmp_path: Path, metrics_port: int, *
         f"{url}{prefixes['anthropic']}": "anthropic",
         f"{url}{prefixes['gcp.gemini']}": "gcp.gemini",
         f"{url}{prefixes['groq']}": "groq",
+        f"{url}{prefixes['aws.bedrock']}": "aws.bedrock",
+        f"{url}{prefixes['mistral_ai']}": "mistral_ai",
+        f"{url}{prefixes['cohere']}": "cohere",
     }
     return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("COSTSPAN_", "OTEL_", "ANTHROPIC_"))},
+        **{k: v for k, v in os.environ.items()
+           if not k.startswith(("COSTSPAN_", "OTEL_", "ANTHROPIC_", "AWS_", "MISTRAL_", "CO_"))},
         "OPENAI_BASE_URL": f"{url}{prefixes['openai']}/v1",
         "OPENAI_API_KEY": "test-key",
         "ANTHROPIC_BASE_URL": f"{url}{prefixes['anthropic']}",
@@ -81,6 +88,14 @@ def app_environment(server: ProviderServer, tmp_path: Path, metrics_port: int, *
         "GROQ_BASE_URL": f"{url}{prefixes['groq']}",
         "GROQ_API_KEY": "test-key",
         "OLLAMA_HOST": url,
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"{url}{prefixes['aws.bedrock']}",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "AWS_ACCESS_KEY_ID": "test-key",
+        "AWS_SECRET_ACCESS_KEY": "test-key",
+        "MISTRAL_SERVER_URL": f"{url}{prefixes['mistral_ai']}",
+        "MISTRAL_API_KEY": "test-key",
+        "CO_API_URL": f"{url}{prefixes['cohere']}",
+        "CO_API_KEY": "test-key",
         "OTEL_SERVICE_NAME": "all-providers-app",
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_METRICS_EXPORTER": "none",
@@ -152,7 +167,8 @@ def test_every_provider_priced_once_on_spans_and_metrics(standin: ProviderServer
     assert "Traceback" not in stderr, stderr
     served = served_tokens(standin)
     assert Counter(r.path.split("/")[1] for r in standin.requests) == {
-        "x-openai": 2, "x-anthropic": 2, "x-gemini": 2, "x-groq": 2, "api": 2
+        "x-openai": 2, "x-anthropic": 2, "x-gemini": 2, "x-groq": 2, "api": 2, "x-bedrock": 2, "x-mistral": 2,
+        "x-cohere": 2,
     }
 
     # Spans: exactly one LLM span per call, named for its provider, carrying what that provider served.

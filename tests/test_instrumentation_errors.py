@@ -1,10 +1,10 @@
 """The error matrix: every instrumented SDK, every way a call fails, sync and async.
 
-For openai, anthropic, google-genai, groq and ollama, driven for real against the stand-in: a rate
-limit (429), a server error (500), and a stream cut in the middle (the connection drops after a
-few frames, with chunks already delivered). Whatever the SDK raises without costspan must reach
-the application unchanged (same class, same status), and costspan must record the failure the
-same way everywhere, because dashboards and alerts group errors by it: ``error.type`` is the
+For openai, anthropic, google-genai, groq, ollama, mistralai, cohere and boto3's Bedrock (sync only),
+driven against the stand-in: a rate limit (429), a server error (500), and a stream cut in the middle
+(the connection drops after a few frames, with chunks already delivered). Whatever the SDK raises
+without costspan must reach the application unchanged (same class, same status), and costspan must
+record the failure the same way everywhere, because dashboards and alerts group errors by it: ``error.type`` is the
 exception's class name, the span is marked ERROR, ``costspan_requests_total{outcome="error"}``
 counts the call once, nothing is charged, and the span ends exactly once, even when the
 application closes the failed stream afterwards or drops it for the garbage collector.
@@ -63,14 +63,85 @@ class Sdk:
     async_client: Callable[[str], Any]
     call: Callable[[Any], Any]
     stream: Callable[[Any], Any]
-    async_call: Callable[[Any], Awaitable[Any]]
-    async_stream: Callable[[Any], Awaitable[Any]]
+    async_call: Callable[[Any], Awaitable[Any]] | None
+    """None for an SDK with no async client (boto3): its async cases are skipped."""
+    async_stream: Callable[[Any], Awaitable[Any]] | None
 
 
 def _openai_instrumentor() -> BaseInstrumentor:
     from costspan.instrumentation.openai import OpenAIInstrumentor
 
     return OpenAIInstrumentor()
+
+
+def _bedrock_instrumentor() -> BaseInstrumentor:
+    from costspan.instrumentation.bedrock import BedrockInstrumentor
+
+    return BedrockInstrumentor()
+
+
+def _bedrock(url: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "bedrock-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k",
+        aws_secret_access_key="k", config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def _bedrock_stream(client: Any) -> Any:
+    """The EventStream of a ConverseStream answer: iterated and closed as the SDKs' streams are."""
+    return client.converse_stream(modelId=BEDROCK_MODEL, messages=BEDROCK_MESSAGES)["stream"]
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status an SDK's error carries: ``status_code``/``code``, or botocore's response metadata."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return getattr(error, "status_code", getattr(error, "code", None))
+
+
+def _mistral_instrumentor() -> BaseInstrumentor:
+    from costspan.instrumentation.mistral import MistralInstrumentor
+
+    return MistralInstrumentor()
+
+
+def _mistral(url: str) -> Any:
+    from mistralai.client import Mistral
+
+    return Mistral(api_key="k", server_url=url)
+
+
+def _cohere_instrumentor() -> BaseInstrumentor:
+    from costspan.instrumentation.cohere import CohereInstrumentor
+
+    return CohereInstrumentor()
+
+
+def _cohere(url: str) -> Any:
+    import cohere
+
+    return cohere.ClientV2(api_key="k", base_url=url)
+
+
+def _async_cohere(url: str) -> Any:
+    import cohere
+
+    return cohere.AsyncClientV2(api_key="k", base_url=url)
+
+
+COHERE: dict[str, Any] = {"model": "command-a-03-2025", "messages": MESSAGES, "request_options": {"max_retries": 0}}
+
+
+async def _cohere_async_stream(client: Any) -> Any:
+    return client.chat_stream(**COHERE)
+
+
+BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+BEDROCK_MESSAGES: Any = [{"role": "user", "content": [{"text": "Name one lighthouse on the coast of Portugal."}]}]
 
 
 def _gemini(url: str) -> genai.Client:
@@ -142,6 +213,42 @@ SDKS = [
         lambda c: c.chat("llama3.2", MESSAGES),
         lambda c: c.chat("llama3.2", MESSAGES, stream=True),
     ),
+    Sdk(
+        "mistral",
+        "mistral_ai",
+        "{url}=mistral_ai",
+        _mistral_instrumentor,
+        _mistral,
+        _mistral,
+        lambda c: c.chat.complete(model="mistral-small-latest", messages=MESSAGES),
+        lambda c: c.chat.stream(model="mistral-small-latest", messages=MESSAGES),
+        lambda c: c.chat.complete_async(model="mistral-small-latest", messages=MESSAGES),
+        lambda c: c.chat.stream_async(model="mistral-small-latest", messages=MESSAGES),
+    ),
+    Sdk(
+        "cohere",
+        "cohere",
+        "{url}=cohere",
+        _cohere_instrumentor,
+        _cohere,
+        _async_cohere,
+        lambda c: c.chat(**COHERE),
+        lambda c: c.chat_stream(**COHERE),
+        lambda c: c.chat(**COHERE),
+        _cohere_async_stream,
+    ),
+    Sdk(
+        "bedrock",
+        "aws.bedrock",
+        "{url}=aws.bedrock",
+        _bedrock_instrumentor,
+        _bedrock,
+        _bedrock,
+        lambda c: c.converse(modelId=BEDROCK_MODEL, messages=BEDROCK_MESSAGES),
+        _bedrock_stream,
+        None,
+        None,
+    ),
 ]
 
 FAILURES: dict[str, Scenario] = {
@@ -181,6 +288,7 @@ def provoke(sdk: Sdk, failure: str, mode: str, url: str) -> Outcome:
 
 
 async def _provoke_async(sdk: Sdk, streaming: bool, url: str) -> Outcome:
+    assert sdk.async_call is not None and sdk.async_stream is not None
     client = sdk.async_client(url)
     received = 0
     try:
@@ -253,6 +361,8 @@ def test_failure_propagates_unchanged_and_is_recorded_once(
     spans: InMemorySpanExporter,
     end_calls: Counter[int],
 ) -> None:
+    if mode == "async" and sdk.async_call is None:
+        pytest.skip(f"{sdk.name} has no async client")
     harness = runtime_for(sdk, make_runtime, provider_server)
     provider_server.enqueue(FAILURES[failure], times=2)
     with uninstrumented():
@@ -266,12 +376,11 @@ def test_failure_propagates_unchanged_and_is_recorded_once(
     error = outcome.error
     assert type(error) is type(reference.error), (error, reference.error)
     assert "costspan" not in type(error).__module__
-    for status_attribute in ("status_code", "code"):
-        assert getattr(error, status_attribute, None) == getattr(reference.error, status_attribute, None)
+    assert status_of(error) == status_of(reference.error)
     if failure == "stream-cut":
         assert 0 < outcome.chunks == reference.chunks  # cut mid-way, after the same chunks
     else:
-        assert getattr(error, "status_code", getattr(error, "code", None)) == int(failure)
+        assert status_of(error) == int(failure)
 
     span = only_llm_span(spans)
     attrs: dict[str, Any] = dict(span.attributes or {})

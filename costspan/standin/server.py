@@ -26,6 +26,11 @@ Pointing each SDK at it (``url = server.base_url``):
   see :mod:`costspan.standin.wire_gemini` (express mode with an API key, or project/location with
   ``google.oauth2.credentials.Credentials(token="fake")``).
 * Ollama: ``ollama.Client(host=url)``; its OpenAI-compatible API: ``openai.OpenAI(base_url=url + "/v1")``.
+* Bedrock: ``boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1",
+  aws_access_key_id="x", aws_secret_access_key="x")`` -> ``/model/{modelId}/converse`` etc.
+* Mistral: ``mistralai.client.Mistral(api_key="x", server_url=url)`` -> ``/v1/chat/completions``,
+  ``/v1/fim/completions``, ``/v1/embeddings`` (told from OpenAI's by the SDK's user agent).
+* Cohere: ``cohere.ClientV2(api_key="x", base_url=url)`` -> ``/v2/chat``, ``/v2/embed``, ``/v2/rerank``.
 
 Standalone: ``python -m costspan.standin.server --port 8765`` (``--alias REQ=RESP`` to answer a
 requested model with another name, e.g. ``gpt-4o-mini=gpt-4o-mini-2024-07-18``).
@@ -45,7 +50,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from costspan.standin import wire_anthropic, wire_gemini, wire_ollama, wire_openai
+from costspan.standin import (
+    wire_anthropic,
+    wire_bedrock,
+    wire_cohere,
+    wire_gemini,
+    wire_mistral,
+    wire_ollama,
+    wire_openai,
+)
 from costspan.standin._core import (
     STATUS_PHRASES,
     JsonReply,
@@ -68,8 +81,12 @@ __all__ = [
     "main",
 ]
 
-# Order matters only where suffixes overlap: ``/chat/completions`` is tried before ``/completions``.
-ROUTES: list[Route] = [*wire_anthropic.ROUTES, *wire_gemini.ROUTES, *wire_ollama.ROUTES, *wire_openai.ROUTES]
+# Order matters only where suffixes overlap: ``/chat/completions`` is tried before ``/completions``, and
+# Mistral's routes (its SDK's requests, and ``/fim/completions``) before OpenAI's.
+ROUTES: list[Route] = [
+    *wire_anthropic.ROUTES, *wire_bedrock.ROUTES, *wire_cohere.ROUTES, *wire_gemini.ROUTES, *wire_ollama.ROUTES,
+    *wire_mistral.ROUTES, *wire_openai.ROUTES,
+]
 
 # What OpenAI answers for the undated aliases (a convenience for ``model_aliases=``; not the default,
 # which echoes the requested model).

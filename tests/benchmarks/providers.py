@@ -84,17 +84,19 @@ class Canned:
     """Stream frames (SSE events or NDJSON lines); 0 for a plain JSON answer."""
 
 
-def canned(path: str, body: dict[str, Any], query: dict[str, str] | None = None) -> Canned:
-    """The stand-in's answer to ``POST path`` with ``body``, as bytes on the wire."""
+def canned(
+    path: str, body: dict[str, Any], query: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> Canned:
+    """The stand-in's answer to ``POST path`` with ``body`` (and ``headers``), as bytes on the wire."""
     for route in ROUTES:
         match = route.pattern.fullmatch(path)
-        if route.method != "POST" or match is None:
+        if route.method != "POST" or match is None or (route.accepts is not None and not route.accepts(headers or {})):
             continue
         ctx = RequestContext(
             method="POST",
             path=path,
             query=query or {},
-            headers={},
+            headers=headers or {},
             body=body,
             params={k: v for k, v in match.groupdict().items() if v is not None},
             scenario=Scenario(usage=USAGE, text=TEXT),
@@ -231,8 +233,29 @@ def ollama_case() -> Case:
     return Case("ollama", "ollama", plain, stream, client, lambda c: c.chat(model="llama3.2", messages=MESSAGES), read)
 
 
+def mistral_case() -> Case:
+    from mistralai.client import Mistral
+
+    body = {"model": "mistral-small-latest", "messages": MESSAGES}
+    headers = {"user-agent": "mistral-client-python/bench"}
+    plain = canned("/v1/chat/completions", body, headers=headers)
+    stream = canned("/v1/chat/completions", {**body, "stream": True}, headers=headers)
+
+    def client(_: TracerProvider) -> Mistral:
+        transport = mock_transport(httpx2, plain, stream, body_streams)
+        return Mistral(api_key="x", client=httpx2.Client(transport=transport))
+
+    def read(c: Mistral) -> None:
+        for _ in c.chat.stream(model="mistral-small-latest", messages=MESSAGES):
+            pass
+
+    return Case("mistral", "mistral_ai", plain, stream, client,
+                lambda c: c.chat.complete(model="mistral-small-latest", messages=MESSAGES), read)
+
+
 def all_cases() -> list[Case]:
-    return [openai_case(), anthropic_case(True), anthropic_case(False), gemini_case(), groq_case(), ollama_case()]
+    return [openai_case(), anthropic_case(True), anthropic_case(False), gemini_case(), groq_case(), ollama_case(),
+            mistral_case()]
 
 
 # --- variants and measurement --------------------------------------------------------------------
@@ -242,11 +265,12 @@ def instrumentors() -> list[BaseInstrumentor]:
     from costspan.instrumentation.anthropic import AnthropicInstrumentor
     from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
     from costspan.instrumentation.groq import GroqInstrumentor
+    from costspan.instrumentation.mistral import MistralInstrumentor
     from costspan.instrumentation.ollama import OllamaInstrumentor
     from costspan.instrumentation.openai import OpenAIInstrumentor
 
     return [OpenAIInstrumentor(), AnthropicInstrumentor(), GoogleGenAIInstrumentor(), GroqInstrumentor(),
-            OllamaInstrumentor()]
+            OllamaInstrumentor(), MistralInstrumentor()]
 
 
 @dataclass
