@@ -55,7 +55,7 @@ def consume(sdk: Sdk, client: Any, stream: bool) -> Any:
             close()
 
 
-VOLATILE = frozenset({"id", "created", "created_at", "response_id"})
+VOLATILE = frozenset({"id", "created", "created_at", "response_id", "ResponseMetadata"})
 
 
 def strip_volatile(picture: Any) -> Any:
