@@ -302,3 +302,41 @@ def test_grpc_in_and_grpc_out_with_headers(tmp_path: Path) -> None:
             assert span_attributes(forwarded)["costspan.cost.status"] == "priced"
             assert receiver.metadata[0]["x-tenant"] == "acme"
             assert metric(gateway, "costspan_gateway_spans_received_total", transport="grpc") == 1
+
+
+def test_the_shipped_example_configurations_load() -> None:
+    import yaml
+
+    from costspan.gateway.config import load
+    from costspan.settings import load_settings
+
+    examples = Path(__file__).parent.parent / "examples"
+    settings = load_settings({"COSTSPAN_CONFIG": str(examples / "costspan-gateway.yaml")})
+    config = load(settings, env={})
+    assert config.forward.endpoint == "http://127.0.0.1:14318/v1/traces"
+    assert config.attribution["project"] == ("k8s.namespace.name",)
+    collector = yaml.safe_load((examples / "collector-gateway.yaml").read_text())
+    assert collector["exporters"]["otlphttp/costspan"]["endpoint"] == "http://127.0.0.1:4318"
+    assert "ai.model.id" in collector["connectors"]["routing"]["table"][0]["condition"]
+
+
+def test_a_bad_gateway_setting_names_the_file_key_and_problem(tmp_path: Path) -> None:
+    import pytest
+
+    from costspan.errors import ConfigError
+    from costspan.gateway.config import load
+    from costspan.settings import load_settings
+
+    config = tmp_path / "costspan.yaml"
+    for text, key in (
+        ("gateway:\n  forwrd: {}\n", "gateway.forwrd"),
+        ("gateway:\n  http: nowhere\n", "gateway.http"),
+        ("gateway:\n  forward: {endpoint: ftp://x}\n", "gateway.forward.endpoint"),
+        ("gateway:\n  limits: {queue_spans: -1}\n", "gateway.limits.queue_spans"),
+    ):
+        config.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load(load_settings({"COSTSPAN_CONFIG": str(config)}), env={})
+        assert caught.value.source == str(config) and caught.value.key == key
+    with pytest.raises(ConfigError, match="--forward-protocol"):
+        load(load_settings({}), {"protocol": "thrift"}, env={})

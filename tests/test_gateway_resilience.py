@@ -113,6 +113,7 @@ def test_sigterm_under_load_loses_nothing_accounted(tmp_path: Path) -> None:
         **os.environ,
         "COSTSPAN_STORE": f"sqlite:///{tmp_path / 'costspan.db'}",
         "COSTSPAN_CONFIG": str(tmp_path / "none.yaml"),
+        "COSTSPAN_LEDGER": "on",
     }
     (tmp_path / "none.yaml").write_text("gateway:\n  limits: {drain_seconds: 20}\n")
     with OtlpReceiver() as receiver:
