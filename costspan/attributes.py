@@ -62,12 +62,25 @@ COUNTED_IN = "costspan.cost.counted_in"
 """Set on an outer GenAI span whose call was already priced on an inner span (counted once)."""
 
 # Peers' names, read so that their spans are priced too.
-PEER_INPUT_TOKENS = ("gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens", "llm.token_count.prompt")
-PEER_OUTPUT_TOKENS = ("gen_ai.usage.completion_tokens", "llm.usage.completion_tokens", "llm.token_count.completion")
+PEER_INPUT_TOKENS = (
+    "gen_ai.usage.prompt_tokens",
+    "llm.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "ai.usage.inputTokens",
+    "ai.usage.promptTokens",
+)
+PEER_OUTPUT_TOKENS = (
+    "gen_ai.usage.completion_tokens",
+    "llm.usage.completion_tokens",
+    "llm.token_count.completion",
+    "ai.usage.outputTokens",
+    "ai.usage.completionTokens",
+)
 PEER_CACHE_READ_TOKENS = (
     "gen_ai.usage.cache_read_input_tokens",
     "llm.usage.cache_read_input_tokens",
     "llm.token_count.prompt_details.cache_read",
+    "ai.usage.cachedInputTokens",
 )
 PEER_CACHE_WRITE_TOKENS = (
     "gen_ai.usage.cache_creation_input_tokens",
@@ -76,6 +89,23 @@ PEER_CACHE_WRITE_TOKENS = (
 )
 PEER_CACHE_WRITE_1H_TOKENS = ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens",)
 """The anthropic SDK's own spans (2.x) say how many cache writes have the 1-hour lifetime."""
-PEER_REASONING_TOKENS = ("gen_ai.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning")
-PEER_MODEL = ("llm.model_name", "llm.request.model", "llm.response.model")
-PEER_PROVIDER = ("llm.provider", "llm.system")
+PEER_REASONING_TOKENS = (
+    "gen_ai.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
+    "ai.usage.reasoningTokens",
+)
+PEER_MODEL = ("llm.model_name", "llm.request.model", "llm.response.model", "ai.model.id")
+PEER_RESPONSE_MODEL = ("llm.response.model", "ai.response.model")
+PEER_PROVIDER = ("llm.provider", "llm.system", "ai.model.provider")
+PEER_OPERATION = ("llm.request.type", "ai.operationId")
+"""The Vercel AI SDK names its spans' operation ``ai.generateText.doGenerate``, ``ai.embed.doEmbed``..."""
+PEER_PROJECT = ("ai.telemetry.metadata.costspan.project", "ai.telemetry.metadata.project")
+PEER_FEATURE = ("ai.telemetry.metadata.costspan.feature", "ai.telemetry.metadata.feature")
+PEER_USER = (
+    "enduser.id",
+    "ai.telemetry.metadata.user.id",
+    "ai.telemetry.metadata.userId",
+    "ai.telemetry.metadata.user",
+)
+"""Who a call is for, as other instrumentations say it (``enduser.id`` is the general semconv name;
+the Vercel AI SDK carries the application's ``experimental_telemetry.metadata``)."""

@@ -60,12 +60,7 @@ class Runtime:
     # -- accounting ------------------------------------------------------------------------
     def account(self, facts: CallFacts, reservation: object | None = None) -> Accounted:
         """Price, charge and record one call. Each stage is isolated: one failing never hides another."""
-        usage, invalid = checked(facts.usage)
-        if invalid:
-            # Counts no provider would send are never priced, charged or refunded: drop them, say so.
-            facts.usage, facts.usage_source = usage, USAGE_INVALID
-            facts.has_usage = bool({"input_tokens", "output_tokens"} - invalid) or usage.images > 0
-        quote = self.price(facts)
+        quote = self.checked_price(facts)
         charge = ChargeResult()
         if self.budgets is not None:
             try:
@@ -79,6 +74,16 @@ class Runtime:
             except Exception:
                 self.log_once(f"sink {type(sink).__name__}")
         return accounted
+
+    def checked_price(self, facts: CallFacts) -> Quote:
+        """The price of a call whose usage is checked first: counts no provider would send are
+        never priced, charged or refunded, so they are dropped here and the facts say so. Also what
+        a copy of an already accounted span is priced with (the gateway), charging nothing."""
+        usage, invalid = checked(facts.usage)
+        if invalid:
+            facts.usage, facts.usage_source = usage, USAGE_INVALID
+            facts.has_usage = bool({"input_tokens", "output_tokens"} - invalid) or usage.images > 0
+        return self.price(facts)
 
     def price(self, facts: CallFacts) -> Quote:
         if facts.declared_cost_nanos is not None:

@@ -37,6 +37,7 @@ _TOP_LEVEL_KEYS = {
     "endpoints",
     "estimation",
     "metrics",
+    "gateway",
 }
 PROMETHEUS_KEYS = ("port", "addr", "certfile", "keyfile", "basic_auth")
 

@@ -110,6 +110,9 @@ class CallFacts:
     """A cost stated by the application (``costspan.track(cost_usd=...)``), used instead of a price."""
     prompt_hash: str | None = None
     """Salted hash of the request messages, only when ``ledger.prompt_hashes`` is on."""
+    service: str | None = None
+    """The service that made the call when it is not this process (the gateway reads it off the
+    span's resource); None: this process's service name."""
 
     @property
     def model(self) -> str:

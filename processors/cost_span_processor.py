@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from costspan.processors.cost_attributes import cost_attributes, threshold_events
 from costspan.processors.span_facts import facts_from_attributes, is_genai
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -28,7 +29,6 @@ from opentelemetry.trace import format_span_id, format_trace_id
 from costspan import attributes as A
 from costspan import attribution
 from costspan.accounting import Accounted
-from costspan.money import nanos_to_float
 from costspan.usage import CallFacts
 
 logger = logging.getLogger("costspan")
@@ -133,45 +133,9 @@ class CostSpanProcessor(SpanProcessor):
             span.set_attribute(A.USER_ID, who.user)
 
     def _write(self, span: Span, accounted: Accounted) -> None:
-        quote, charge = accounted.quote, accounted.charge
-        values: dict[str, Any] = {
-            A.COST_STATUS: quote.status,
-            A.USAGE_SOURCE: accounted.facts.usage_source,
-        }
-        attrs = _attributes(span)
-        if accounted.facts.project and A.PROJECT not in attrs:
-            values[A.PROJECT] = accounted.facts.project
-        if accounted.facts.local and A.ENDPOINT_LOCAL not in attrs:
-            values[A.ENDPOINT_LOCAL] = True  # another instrumentation's span of a call to this machine
-        if A.CACHE_CREATION_TOKENS not in attrs and (written := attrs.get(A.CACHE_WRITE_TOKENS)) is not None:
-            # The anthropic SDK's own span says ``cache_write``; every priced span carries the semconv name.
-            values[A.CACHE_CREATION_TOKENS] = written
-        if quote.status != "unpriced":
-            values.update(
-                {
-                    A.COST_USD: nanos_to_float(quote.total_nanos),
-                    A.COST_INPUT_USD: nanos_to_float(quote.input_nanos),
-                    A.COST_OUTPUT_USD: nanos_to_float(quote.output_nanos),
-                    A.COST_CACHE_READ_USD: nanos_to_float(quote.cache_read_nanos),
-                    A.COST_CACHE_WRITE_USD: nanos_to_float(quote.cache_write_nanos),
-                }
-            )
-        if quote.key:
-            values[A.PRICING_KEY] = quote.key
-        if quote.source:
-            values[A.PRICING_SOURCE] = quote.source
-        if charge.most_used is not None:
-            budget = charge.most_used
-            values[A.BUDGET_NAME] = budget.name
-            values[A.BUDGET_UTILIZATION] = budget.utilization
-            values[A.BUDGET_REMAINING_USD] = nanos_to_float(budget.remaining_nanos)
-            values[A.BUDGET_STATUS] = budget.status
-        span.set_attributes(values)
-        for crossing in charge.crossings:
-            span.add_event(
-                A.BUDGET_THRESHOLD_EVENT,
-                {A.BUDGET_NAME: crossing.budget, A.BUDGET_THRESHOLD: crossing.threshold},
-            )
+        span.set_attributes(cost_attributes(accounted, _attributes(span)))
+        for name, attributes in threshold_events(accounted):
+            span.add_event(name, attributes)
 
     def _cover_ancestors(self, state: _Inflight | None, span_id: str) -> None:
         """Every open ancestor, not only those already known as LLM spans: a framework or peer span may

@@ -1,8 +1,9 @@
 """Reads the facts of an LLM call off a span's attributes, whoever produced the span.
 
 Ours and the official instrumentation use the current semantic conventions; OpenLLMetry,
-OpenLIT and OpenInference use older or their own names. Reading all of them here is what lets
-the processor price spans from instrumentations costspan does not ship.
+OpenLIT, OpenInference and the Vercel AI SDK (``ai.*``) use older or their own names. Reading all
+of them here is what lets the processor, and the gateway for spans of any language, price spans
+from instrumentations costspan does not ship.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from costspan import attributes as A
 from costspan.money import usd_to_nanos
+from costspan.pricing.names import canonical_provider
 from costspan.usage import CallFacts, Usage, as_count
 
 DECLARED_COST = "costspan.cost.declared_usd"
@@ -22,19 +24,44 @@ _OPERATION_ALIASES = {
     "embedding": "embeddings",
     "embed": "embeddings",
 }
+GENAI_MARKERS = frozenset(
+    {A.OPERATION, A.PROVIDER, A.SYSTEM_DEPRECATED, "llm.model_name", "llm.request.type", "ai.model.id"}
+)
+"""Attribute names any one of which makes a span an LLM call's (or a framework's over one)."""
+_SEMCONV_DOTTED = frozenset({"azure.ai.openai", "azure.ai.inference", "gcp.gemini", "gcp.vertex_ai", "aws.bedrock"})
+_SDK_PROVIDERS = {
+    # The Vercel AI SDK names a provider by its package and API (``openai.chat``, ``google.vertex.chat``).
+    "google.vertex": "gcp.vertex_ai",
+    "google.generative-ai": "gcp.gemini",
+    "amazon-bedrock": "aws.bedrock",
+    "azure-openai": "azure.ai.openai",
+    "togetherai": "together",
+}
 
 
 def is_genai(attributes: Mapping[str, Any] | None) -> bool:
     """Cheap test, run on every span end: does anything say this is an LLM call?"""
     if not attributes:
         return False
-    return (
-        A.OPERATION in attributes
-        or A.PROVIDER in attributes
-        or A.SYSTEM_DEPRECATED in attributes
-        or "llm.model_name" in attributes
-        or "llm.request.type" in attributes
-    )
+    return any(name in attributes for name in GENAI_MARKERS)
+
+
+def provider_name(raw: str) -> str:
+    """The semconv name of a provider however a span spells it (``OpenAI``, ``openai.chat``, ``azure``)."""
+    name = raw.strip().lower()
+    if "." not in name or name in _SEMCONV_DOTTED:
+        return canonical_provider(name)
+    for prefix, semconv in _SDK_PROVIDERS.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return semconv
+    return canonical_provider(name.split(".", 1)[0])
+
+
+def _operation(attributes: Mapping[str, Any]) -> str:
+    operation = _first_str(attributes, A.OPERATION, *A.PEER_OPERATION) or "chat"
+    if operation.startswith("ai."):  # the Vercel AI SDK's operation id: ai.generateText.doGenerate...
+        return "embeddings" if ".embed" in operation else "chat"
+    return _OPERATION_ALIASES.get(operation, operation)
 
 
 def _first_int(attributes: Mapping[str, Any], *names: str) -> int | None:
@@ -68,12 +95,11 @@ def _first_str(attributes: Mapping[str, Any], *names: str) -> str | None:
 def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
     """The call's facts, or None when the span names no model (nothing to price)."""
     model = _first_str(attributes, A.REQUEST_MODEL, *A.PEER_MODEL)
-    response_model = _first_str(attributes, A.RESPONSE_MODEL, "llm.response.model")
+    response_model = _first_str(attributes, A.RESPONSE_MODEL, *A.PEER_RESPONSE_MODEL)
     if model is None and response_model is None:
         return None
-    provider = (_first_str(attributes, A.PROVIDER, A.SYSTEM_DEPRECATED, *A.PEER_PROVIDER) or "unknown").lower()
-    operation = _first_str(attributes, A.OPERATION, "llm.request.type") or "chat"
-    operation = _OPERATION_ALIASES.get(operation, operation)
+    provider = provider_name(_first_str(attributes, A.PROVIDER, A.SYSTEM_DEPRECATED, *A.PEER_PROVIDER) or "unknown")
+    operation = _operation(attributes)
 
     input_tokens = _first_count(attributes, A.INPUT_TOKENS, *A.PEER_INPUT_TOKENS)
     output_tokens = _first_count(attributes, A.OUTPUT_TOKENS, *A.PEER_OUTPUT_TOKENS)
@@ -113,9 +139,9 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         local=bool(local) if (local := attributes.get(A.ENDPOINT_LOCAL)) is not None else None,
         time_to_first_chunk_s=float(ttfc) if ttfc is not None else None,
         error_type=_first_str(attributes, A.ERROR_TYPE),
-        project=_first_str(attributes, A.PROJECT),
-        feature=_first_str(attributes, A.FEATURE),
-        user=_first_str(attributes, A.USER_ID),
+        project=_first_str(attributes, A.PROJECT, *A.PEER_PROJECT),
+        feature=_first_str(attributes, A.FEATURE, *A.PEER_FEATURE),
+        user=_first_str(attributes, A.USER_ID, *A.PEER_USER),
         declared_cost_nanos=usd_to_nanos(str(declared)) if declared is not None else None,
         prompt_hash=_first_str(attributes, A.PROMPT_HASH),
     )

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "costspan.cli.prune",
     "costspan.cli.advise",
     "costspan.cli.dashboards",
+    "costspan.cli.gateway",
 )
 
 

@@ -180,7 +180,7 @@ class LedgerWriter:
     def _to_row(self, item: tuple[Accounted, int]) -> Row | None:
         accounted, recorded_us = item
         try:
-            return to_row(accounted, self.service, recorded_us)
+            return to_row(accounted, accounted.facts.service or self.service, recorded_us)
         except Exception:
             self._dropped(1, "row", "costspan: a call could not be made into a ledger row; it is dropped")
             return None

@@ -1,0 +1,235 @@
+"""Decides which spans of an OTLP request to charge, accounts them, and writes the result onto them.
+
+The same path as in-process, with what the wire adds:
+
+* one decoder (:func:`~costspan.processors.span_facts.facts_from_attributes`) and one accounting
+  service (:meth:`~costspan.runtime.Runtime.account`: pricer, budgets, Prometheus, OTLP metrics,
+  ledger), so a span priced here and one priced in-process cannot differ;
+* spans whose ids are malformed are rejected (removed and reported as partial success), never
+  the request: a good span is never lost for a bad neighbour;
+* counted once: within a trace the innermost LLM span is charged (:mod:`.window`), and a span
+  delivered twice is accounted by one caller only (:mod:`.claims`); a copy that is not accounted
+  still carries its price, so every copy downstream reads alike;
+* attribution from the span, then the ``gateway.attribution`` keys (span, then resource), and by
+  default the resource's ``service.name`` as the project. User ids never become labels (the
+  sinks never make them one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from costspan import attributes as A
+from costspan.accounting import Accounted
+from costspan.gateway.claims import SpanClaims
+from costspan.gateway.values import add_event, attributes, set_attributes
+from costspan.gateway.window import TraceWindow, Verdict
+from costspan.processors.cost_attributes import cost_attributes, threshold_events
+from costspan.processors.span_facts import GENAI_MARKERS, facts_from_attributes
+from costspan.runtime import Runtime
+from costspan.usage import CallFacts
+
+logger = logging.getLogger("costspan")
+COUNTED_ELSEWHERE = "counted_in"
+DUPLICATE = "duplicate"
+NO_MODEL = "no_model"
+ERROR = "error"
+
+
+@dataclass
+class Outcome:
+    spans: int = 0
+    """Spans accepted (forwarded on)."""
+    rejected: int = 0
+    message: str = ""
+    genai: Counter[str] = field(default_factory=Counter)
+    """LLM spans by what became of them: a cost status, ``counted_in``, ``duplicate``, ``no_model``, ``error``."""
+
+
+@dataclass(slots=True)
+class _Candidate:
+    span: Span
+    attrs: dict[str, Any]
+    facts: CallFacts | None
+    resource: Mapping[str, Any]
+    key: str = ""
+
+
+class Accountant:
+    def __init__(
+        self,
+        runtime: Runtime,
+        claims: SpanClaims | None,
+        window: TraceWindow,
+        attribution: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.claims = claims
+        self.window = window
+        self.attribution = attribution or {}
+        self._logged: set[str] = set()
+
+    def process(self, request: ExportTraceServiceRequest) -> Outcome:
+        """Account the request's LLM spans and enrich them in place; drop (and count) malformed spans."""
+        outcome = Outcome()
+        links: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        candidates: dict[bytes, list[_Candidate]] = {}
+        for resource_spans in request.resource_spans:
+            resource: dict[str, Any] | None = None
+            for scope_spans in resource_spans.scope_spans:
+                bad: list[int] = []
+                for index, span in enumerate(scope_spans.spans):
+                    if not _valid_ids(span):
+                        bad.append(index)
+                        continue
+                    links.setdefault(span.trace_id, []).append((span.span_id, span.parent_span_id))
+                    if not any(pair.key in GENAI_MARKERS for pair in span.attributes):
+                        continue
+                    if resource is None:
+                        resource = attributes(resource_spans.resource.attributes)
+                    candidates.setdefault(span.trace_id, []).append(self._candidate(span, resource, outcome))
+                for index in reversed(bad):
+                    del scope_spans.spans[index]
+                outcome.rejected += len(bad)
+                outcome.spans += len(scope_spans.spans)
+        if outcome.rejected:
+            outcome.message = (
+                f"{outcome.rejected} spans rejected: trace id must be 16 bytes and span id 8, not all zero"
+            )
+        verdicts = self._decide(links, candidates)
+        self._account(candidates, verdicts, outcome)
+        return outcome
+
+    # -- deciding ---------------------------------------------------------------------------
+    def _candidate(self, span: Span, resource: Mapping[str, Any], outcome: Outcome) -> _Candidate:
+        attrs = attributes(span.attributes)
+        try:
+            facts = facts_from_attributes(attrs)
+        except Exception:  # a hostile value the decoder did not expect: pass the span through unpriced
+            self._log_once("decode")
+            facts = None
+        return _Candidate(span, attrs, facts, resource)
+
+    def _decide(
+        self, links: dict[bytes, list[tuple[bytes, bytes]]], candidates: dict[bytes, list[_Candidate]]
+    ) -> dict[bytes, tuple[Verdict, bool]]:
+        window = self.window
+        verdicts: dict[bytes, tuple[Verdict, bool]] = {}
+        with window.lock:
+            for trace_id, spans in links.items():
+                entry = window.trace(trace_id)
+                for span_id, parent_id in spans:
+                    window.observe(entry, span_id, parent_id)
+                found = candidates.get(trace_id)
+                if not found:
+                    continue
+                priced = [(c.span.span_id, c.span.span_id.hex()) for c in found if c.facts is not None]
+                verdicts.update(window.decide(entry, priced))
+                for c in found:
+                    if c.facts is None and (cover := window.covered(entry, c.span.span_id)) is not None:
+                        verdicts[c.span.span_id] = (cover, False)
+            window.evict()
+        return verdicts
+
+    # -- accounting -------------------------------------------------------------------------
+    def _account(
+        self, candidates: dict[bytes, list[_Candidate]], verdicts: dict[bytes, tuple[Verdict, bool]], outcome: Outcome
+    ) -> None:
+        to_claim: list[_Candidate] = []
+        for found in candidates.values():
+            for c in found:
+                verdict, new = verdicts.get(c.span.span_id, (None, False))
+                if verdict is not None and verdict.charged and new:
+                    c.key = f"{c.span.trace_id.hex()}:{c.span.span_id.hex()}"
+                    to_claim.append(c)
+        won = self.claims.win([c.key for c in to_claim]) if self.claims is not None else set(range(len(to_claim)))
+        mine = {id(to_claim[i]) for i in won}
+        for found in candidates.values():
+            for c in found:
+                verdict, _ = verdicts.get(c.span.span_id, (None, False))
+                try:
+                    outcome.genai[self._enrich(c, verdict, id(c) in mine)] += 1
+                except Exception:
+                    self._log_once("account")
+                    outcome.genai[ERROR] += 1
+
+    def _enrich(self, c: _Candidate, verdict: Verdict | None, accounts: bool) -> str:
+        if verdict is not None and not verdict.charged:
+            set_attributes(c.span, {A.COUNTED_IN: verdict.by})
+            return COUNTED_ELSEWHERE
+        if c.facts is None or verdict is None:
+            return NO_MODEL
+        facts = self._complete(c)
+        if accounts:
+            accounted = self.runtime.account(facts)
+            set_attributes(c.span, cost_attributes(accounted, c.attrs))
+            at = c.span.end_time_unix_nano or time.time_ns()
+            for name, values in threshold_events(accounted):
+                add_event(c.span, name, at, values)
+            return accounted.quote.status
+        copy = Accounted(facts, self.runtime.checked_price(facts))
+        set_attributes(c.span, cost_attributes(copy, c.attrs))
+        return DUPLICATE
+
+    def _complete(self, c: _Candidate) -> CallFacts:
+        """The facts the span's own attributes do not hold: ids, times, attribution, service."""
+        facts = c.facts
+        assert facts is not None
+        span = c.span
+        facts.trace_id, facts.span_id = span.trace_id.hex(), span.span_id.hex()
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        facts.started_at = _utc(start)
+        facts.duration_s = (end - start) / 1e9 if start and end >= start else None
+        service = c.resource.get("service.name")
+        facts.service = str(service) if isinstance(service, str) and service else None
+        for name in ("project", "feature", "user"):
+            if getattr(facts, name) is None:
+                setattr(facts, name, self._attributed(name, c))
+        if facts.project is None:
+            facts.project = facts.service or self.runtime.service_name
+        return facts
+
+    def _attributed(self, name: str, c: _Candidate) -> str | None:
+        keys = self.attribution.get(name, ())
+        own = {"project": A.PROJECT, "feature": A.FEATURE, "user": A.USER_ID}[name]
+        for source, names in ((c.attrs, keys), (c.resource, (own, *keys))):
+            for key in names:
+                value = source.get(key)
+                if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                    return str(value)
+        return None
+
+    def _log_once(self, where: str) -> None:
+        if where not in self._logged:
+            self._logged.add(where)
+            logger.exception("costspan gateway: a span could not be %s; it is passed on as it came", where)
+
+
+def _valid_ids(span: Span) -> bool:
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    return (
+        len(trace_id) == 16
+        and len(span_id) == 8
+        and len(parent) in (0, 8)
+        and trace_id != b"\0" * 16
+        and span_id != b"\0" * 8
+    )
+
+
+_EPOCH_LIMIT_NS = 4_102_444_800 * 10**9
+"""2100-01-01: a start time past it is no real call's."""
+
+
+def _utc(ns: int) -> datetime:
+    if not 0 < ns < _EPOCH_LIMIT_NS:
+        return datetime.now(timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
