@@ -15,13 +15,13 @@ are never attributes.
 
 from __future__ import annotations
 
-from costspan.exporters.labels import LabelLimiter
-from costspan.exporters.prometheus import TOKEN_TYPES
 from opentelemetry import metrics
 from opentelemetry.util.types import Attributes
 
 from costspan import attributes as A
 from costspan.accounting import Accounted
+from costspan.exporters.labels import LabelLimiter
+from costspan.exporters.prometheus import TOKEN_TYPES
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
 from costspan.usage import USAGE_INVALID

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from costspan.exporters.labels import LabelLimiter
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from costspan.accounting import Accounted
+from costspan.exporters.labels import LabelLimiter
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
 from costspan.usage import USAGE_INVALID

@@ -13,7 +13,6 @@ from typing import Any
 
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._sdk_format import count, field
-
 from costspan.usage import Usage
 
 # The usage fields a stream's ``message_start`` carries and its ``message_delta`` may update.

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from costspan.instrumentation._wrapping import Operation, is_coroutine_method, make_wrapper
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from costspan import runtime as runtime_module
+from costspan.instrumentation._wrapping import Operation, is_coroutine_method, make_wrapper
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 import wrapt
-from costspan.instrumentation._wrapping import Operation
 from opentelemetry import context as otel_context
 
 from costspan import attribution
+from costspan.instrumentation._wrapping import Operation
 
 
 class _PinnedIterator(wrapt.ObjectProxy):

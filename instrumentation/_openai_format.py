@@ -12,7 +12,6 @@ from typing import Any, TypeAlias
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation.endpoints import endpoint_of
-
 from costspan.usage import Usage
 
 

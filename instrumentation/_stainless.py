@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import wrapt
+
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, finish_abandoned, proxy_stream
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import wrapt
-from costspan.instrumentation._call import Response
 
+from costspan.instrumentation._call import Response
 from costspan.runtime import Runtime
 
 

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeAlias
 
-from costspan.instrumentation._call import LLMCall, Request, ReservationHold, Response, precheck
-from costspan.instrumentation._streams import ChunkObserver, ends_off_loop, wrap_stream
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from wrapt import FunctionWrapper
 
 from costspan import runtime as runtime_module
 from costspan.errors import BudgetExceededError
+from costspan.instrumentation._call import LLMCall, Request, ReservationHold, Response, precheck
+from costspan.instrumentation._streams import ChunkObserver, ends_off_loop, wrap_stream
 from costspan.runtime import Runtime
 
 logger = logging.getLogger("costspan")

@@ -20,6 +20,9 @@ from typing import Any
 
 import anthropic  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._anthropic_format import EventObserver, usage_from
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
@@ -28,9 +31,6 @@ from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stre
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
 from costspan.instrumentation._wrapping import Operation, run_async, run_sync
 from costspan.instrumentation.endpoints import endpoint_of
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from costspan.runtime import Runtime
 
 

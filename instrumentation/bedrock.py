@@ -32,6 +32,8 @@ from typing import Any
 
 import botocore.client  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._anthropic_format import EventObserver
 from costspan.instrumentation._anthropic_format import usage_from as anthropic_usage
 from costspan.instrumentation._call import Request, Response
@@ -40,8 +42,6 @@ from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, finish_abandoned, wrap_stream
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from costspan.usage import Usage
 
 SERVICE = "bedrock-runtime"

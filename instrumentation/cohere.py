@@ -19,14 +19,14 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import cohere  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from costspan.usage import Usage
 
 PROVIDER = "cohere"

@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from google.genai import models  # ModuleNotFoundError here tells the launcher to skip us
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._lazy import pin_attribution
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from google.genai import models  # ModuleNotFoundError here tells the launcher to skip us
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from costspan.usage import Usage
 
 

@@ -11,11 +11,12 @@ from collections.abc import Collection
 from typing import Any
 
 import groq  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._openai_format import ChatChunkObserver, chat_response, request_reader
 from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._wrapping import Operation
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 _CHAT = Operation(
     request_reader("groq", "chat"), unwrap_raw(chat_response), ChatChunkObserver, is_stream,

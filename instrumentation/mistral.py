@@ -18,6 +18,9 @@ from collections.abc import Collection
 from typing import Any
 
 import mistralai  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._call import Request
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._openai_format import (
@@ -29,9 +32,6 @@ from costspan.instrumentation._openai_format import (
 from costspan.instrumentation._sdk_format import field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from costspan.runtime import Runtime
 
 PROVIDER = "mistral_ai"

@@ -13,14 +13,14 @@ from collections.abc import Collection
 from typing import Any
 
 import ollama  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from costspan import attributes as A
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_of
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
-from costspan import attributes as A
 from costspan.usage import Usage
 
 _CLOUD_SUFFIX = "-cloud"

@@ -10,6 +10,8 @@ from collections.abc import Collection
 from typing import Any
 
 import openai  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._openai_format import (
@@ -23,8 +25,6 @@ from costspan.instrumentation._openai_format import (
 )
 from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._wrapping import Operation
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from costspan.usage import Usage
 
 

@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from costspan.processors.cost_attributes import cost_attributes, threshold_events
-from costspan.processors.span_facts import facts_from_attributes, is_genai
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import format_span_id, format_trace_id
@@ -29,6 +27,8 @@ from opentelemetry.trace import format_span_id, format_trace_id
 from costspan import attributes as A
 from costspan import attribution
 from costspan.accounting import Accounted
+from costspan.processors.cost_attributes import cost_attributes, threshold_events
+from costspan.processors.span_facts import facts_from_attributes, is_genai
 from costspan.usage import CallFacts
 
 logger = logging.getLogger("costspan")

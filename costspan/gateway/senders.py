@@ -13,7 +13,7 @@ import gzip
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import requests
@@ -168,7 +168,9 @@ def _retry_after(value: str | None) -> float | None:
 def _retry_info(error: grpc.RpcError) -> float | None:
     """``RetryInfo`` from the trailers: in the rich status (``grpc-status-details-bin``, as the Collector
     sends it) or alone (``google.rpc.retryinfo-bin``, as the Python SDK reads it)."""
-    trailers = error.trailing_metadata() if isinstance(error, grpc.Call) else None
+    trailers: Any = error.trailing_metadata() if isinstance(error, grpc.Call) else None
+    key: str
+    value: Any
     for key, value in trailers or ():
         try:
             if key == "google.rpc.retryinfo-bin":
