@@ -1,37 +1,37 @@
-"""The process-wide costspan runtime: settings, pricer, budgets, sinks and the OTel hooks.
+"""The composition root: one costspan runtime per process, built from the settings.
 
 Built lazily on first use and once per process, because instrumentors, the launcher's hooks,
 ``costspan.configure`` and ``costspan.track`` may each be the first to need it. A configuration
 error disables costspan with one clear log record instead of breaking the host application;
-only explicit calls (``configure``, the CLI) raise it.
+only explicit calls (``configure``, the CLI) raise it. How costspan joins OpenTelemetry lives in
+:mod:`costspan.wiring`, the process lifecycle in :mod:`costspan.lifecycle`, and the accounting
+itself in :mod:`costspan.accounting`.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
-import signal
 import threading
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from types import FrameType
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-
-from costspan.accounting import Accounted, ChargeResult, Sink
+from costspan import lifecycle
+from costspan.accounted import Sink
+from costspan.accounting import Accounting
 from costspan.errors import ConfigError, check_keys
 from costspan.estimation import EstimationMonitor, TokenCounter
-from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
-from costspan.pricing.names import vendor
-from costspan.providers import LOCAL_PROVIDERS, is_local_endpoint, named_provider
+from costspan.logs import log_once
 from costspan.settings import Settings, load_settings
-from costspan.usage import USAGE_INVALID, CallFacts, checked
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
+
+    from costspan.budgets.engine import BudgetEngine
+    from costspan.exporters.prometheus import PrometheusMetrics
+    from costspan.pricing import Pricer
 
 logger = logging.getLogger("costspan")
 
@@ -39,178 +39,49 @@ logger = logging.getLogger("costspan")
 @dataclass
 class Runtime:
     settings: Settings
-    pricer: Pricer
-    budgets: Any | None = None
-    """The BudgetEngine (precheck/charge/release/status), or None when budgets are off."""
-    sinks: list[Sink] = field(default_factory=list)
+    accounting: Accounting
     counter: TokenCounter = field(default_factory=TokenCounter)
     monitor: EstimationMonitor | None = None
-    service_name: str = "unknown_service"
-    reservations: dict[int, object] = field(default_factory=dict)
     prompt_salt: bytes | None = None
     """Set when ``ledger.prompt_hashes`` is on: instrumentors then hash each request's messages."""
-    meter_provider: Any = None
+    meter_provider: MeterProvider | None = None
     """Flushed first on close, while the budget store can still answer the gauges' callbacks."""
-    _closers: list[Callable[[], None]] = field(default_factory=list)
-    _drainers: list[Callable[[], object]] = field(default_factory=list)
-    _errors_logged: set[str] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _closed: bool = False
+    lifecycle: lifecycle.Lifecycle = field(init=False)
 
-    # -- accounting ------------------------------------------------------------------------
-    def account(self, facts: CallFacts, reservation: object | None = None) -> Accounted:
-        """Price, charge and record one call. Each stage is isolated: one failing never hides another."""
-        quote = self.checked_price(facts)
-        charge = ChargeResult()
-        if self.budgets is not None:
-            try:
-                charge = self.budgets.charge(facts, quote, reservation)
-            except Exception:
-                self.log_once("budgets.charge")
-        accounted = Accounted(facts, quote, charge)
-        for sink in self.sinks:
-            try:
-                sink.record(accounted)
-            except Exception:
-                self.log_once(f"sink {type(sink).__name__}")
-        return accounted
+    def __post_init__(self) -> None:
+        self.lifecycle = lifecycle.Lifecycle(self._flush_metrics)
 
-    def checked_price(self, facts: CallFacts) -> Quote:
-        """The price of a call whose usage is checked first: counts no provider would send are
-        never priced, charged or refunded, so they are dropped here and the facts say so. Also what
-        a copy of an already accounted span is priced with (the gateway), charging nothing."""
-        usage, invalid = checked(facts.usage)
-        if invalid:
-            facts.usage, facts.usage_source = usage, USAGE_INVALID
-            facts.has_usage = bool({"input_tokens", "output_tokens"} - invalid) or usage.images > 0
-        return self.price(facts)
+    @property
+    def budgets(self) -> BudgetEngine | None:
+        return self.accounting.budgets
 
-    def price(self, facts: CallFacts) -> Quote:
-        if facts.declared_cost_nanos is not None:
-            return Quote(
-                PRICED, input_nanos=facts.declared_cost_nanos, key="declared", source="declared by the application"
-            )
-        if not facts.has_usage and facts.outcome == "success":
-            # Not free and not zero: the call happened and its size is unknown.
-            return Quote(UNPRICED, reason="the call reported no usage")
-        quote = self._quote(facts, facts.model)
-        if quote.status == FREE and not self._named_local(facts):
-            quote = self._vendor_list_price(facts) or quote
-        if quote.status == UNPRICED and facts.response_model and facts.request_model not in ("", facts.model):
-            # A response model no catalog knows (OpenAI answers ``davinci-002`` as ``davinci:2023-07-21-v2``):
-            # the request model's price, with the key saying so, before giving up.
-            fallback = self._quote(facts, facts.request_model)
-            if fallback.status == PRICED:
-                return replace(fallback, key=f"{fallback.key} (request model; {facts.response_model} unknown)")
-        return quote
+    @property
+    def pricer(self) -> Pricer:
+        return self.accounting.pricer
 
-    def _vendor_list_price(self, facts: CallFacts) -> Quote | None:
-        """A vendor's model on a loopback endpoint (a LiteLLM proxy, a company sidecar, an SSH tunnel)
-        is billed by the vendor: priced at its list price when a catalog has one, else None (a model
-        only a local server has stays free). Not for Ollama's daemon, nor for a model with an Ollama-style
-        tag (``deepseek-r1:8b``): those are open weights running here, whatever a vendor calls alike."""
-        billed_by = vendor(facts.model)
-        model = facts.model.lower()
-        if billed_by is None or facts.provider == "ollama" or (":" in model and not model.startswith("ft:")):
-            return None
-        quote = self.pricer.quote(
-            billed_by, facts.model, facts.usage, at=facts.started_at, service_tier=facts.service_tier
-        )
-        if quote.status != PRICED:
-            return None
-        return replace(quote, source=f"{quote.source}; by model name on a local endpoint")
+    @property
+    def service_name(self) -> str:
+        return self.accounting.service_name
 
-    def _named_local(self, facts: CallFacts) -> bool:
-        """``endpoints:`` names this local server as a local model server: free, whatever the model."""
-        named = named_provider(facts.server_address, facts.server_port, self.settings.endpoints)
-        return named is not None and named in LOCAL_PROVIDERS
-
-    def _quote(self, facts: CallFacts, model: str) -> Quote:
-        return self.pricer.quote(
-            facts.provider,
-            model,
-            facts.usage,
-            at=facts.started_at,
-            service_tier=facts.service_tier,
-            server_address=facts.server_address if self.is_local(facts) else None,
-        )
-
-    def is_local(self, facts: CallFacts) -> bool:
-        if facts.local is None:
-            facts.local = is_local_endpoint(
-                facts.server_address, facts.server_port, facts.provider, self.settings.endpoints
-            )
-        return facts.local
-
-    def precheck(self, facts: CallFacts, worst_case_nanos: int | None = None) -> object | None:
-        """Ask the budget engine before a request leaves; only BudgetExceededError escapes."""
-        if self.budgets is None:
-            return None
-        from costspan.errors import BudgetExceededError
-
-        try:
-            return self.budgets.precheck(facts, worst_case_nanos=worst_case_nanos)
-        except BudgetExceededError:
-            raise
-        except Exception:
-            self.log_once("budgets.precheck")
-            return None
-
-    def release(self, reservation: object | None) -> None:
-        if reservation is not None and self.budgets is not None:
-            try:
-                self.budgets.release(reservation)
-            except Exception:
-                self.log_once("budgets.release")
-
-    def take_reservation(self, span_id: int) -> object | None:
-        return self.reservations.pop(span_id, None)
-
-    def log_once(self, where: str) -> None:
-        if where not in self._errors_logged:
-            self._errors_logged.add(where)
-            logger.exception("costspan: internal error in %s; the application is unaffected", where)
-
-    # -- OpenTelemetry wiring --------------------------------------------------------------
-    def attach(self, provider: object) -> bool:
-        return attach(provider)
+    @property
+    def sinks(self) -> list[Sink]:
+        return list(self.accounting.sinks)
 
     def tracer_provider(self) -> TracerProvider:
-        return tracer_provider(self.service_name)
+        from costspan import wiring
 
-    # -- lifecycle -------------------------------------------------------------------------
-    def add_closer(self, closer: Callable[[], None]) -> None:
-        self._closers.append(closer)
+        return wiring.tracer_provider(self.service_name)
 
-    def add_drainer(self, drainer: Callable[[], object]) -> None:
-        """``drainer()`` writes out what a sink or store holds, and keeps it written from then on."""
-        self._drainers.append(drainer)
+    def attach(self, provider: object) -> bool:
+        from costspan import wiring
+
+        return wiring.attach(provider)
 
     def drain(self) -> None:
-        """The process was asked to stop (SIGTERM): write out everything recorded so far, and from
-        now on write each call as soon as it is recorded, because the process may be killed as soon
-        as the application has finished its own shutdown (a server that drains its requests, then
-        re-raises SIGTERM with the default action). Recording goes on: calls still in flight are
-        recorded as they end, and ``close`` runs at exit as always."""
-        for drainer in self._drainers:
-            try:
-                drainer()
-            except Exception:
-                self.log_once("drain")
-        self._flush_metrics()
+        self.lifecycle.drain()
 
     def close(self) -> None:
-        """Flush everything recorded and stop; safe to call more than once (atexit calls it)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._flush_metrics()
-        for closer in reversed(self._closers):
-            try:
-                closer()
-            except Exception:
-                self.log_once("close")
+        self.lifecycle.close()
 
     def _flush_metrics(self) -> None:
         """Export the last OTLP figures now: the SDK's own exit hook runs after ours (atexit is
@@ -223,85 +94,16 @@ class Runtime:
             try:
                 flush(timeout_millis=5000)
             except Exception:
-                self.log_once("metrics flush")
+                log_once("metrics flush")
 
 
 _runtime: Runtime | None = None
 _disabled = False
 _build_lock = threading.Lock()
-_processor: Any = None
-_private_provider: TracerProvider | None = None
-_attached: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
-"""Providers the processor is on; weak, so a collected provider's id reused by a new one is not mistaken."""
 
 
-def _account(facts: CallFacts, reservation: object | None) -> Accounted | None:
-    current = get()
-    if current is None:
-        return None
-    if facts.project is None:
-        facts.project = current.service_name
-    return current.account(facts, reservation)
-
-
-def _take_reservation(span_id: int) -> object | None:
-    current = _runtime
-    return current.take_reservation(span_id) if current is not None else None
-
-
-def processor() -> Any:
-    """The process's one CostSpanProcessor; it serves whichever runtime is installed, so a
-    provider never needs a second one (the SDK offers no way to remove a processor)."""
-    global _processor
-    if _processor is None:
-        with _build_lock:
-            if _processor is None:
-                from costspan.processors.cost_span_processor import CostSpanProcessor
-
-                _processor = CostSpanProcessor(_account, take_reservation=_take_reservation)
-    return _processor
-
-
-def attach(provider: object) -> bool:
-    """Add the processor and sampler guard to an SDK TracerProvider, once. False if not an SDK one."""
-    if not isinstance(provider, TracerProvider):
-        return False
-    if provider in _attached:
-        return True
-    span_processor = processor()
-    with _build_lock:
-        if provider in _attached:
-            return True
-        from costspan.processors.sampler_guard import guard
-
-        guard(provider)
-        provider.add_span_processor(span_processor)
-        _attached.add(provider)
-    return True
-
-
-def tracer_provider(service_name: str) -> TracerProvider:
-    """The global SDK provider with costspan attached, or a private one when there is none.
-
-    The private provider has no exporter: it exists so calls are still priced, charged and
-    counted when the application set up no tracing at all.
-    """
-    global _private_provider
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        if provider not in _attached:
-            attach(provider)
-        return provider
-    if _private_provider is None:
-        private = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        attach(private)  # the sampler guard too: OTEL_TRACES_SAMPLER=always_off must not drop accounting
-        with _build_lock:
-            if _private_provider is None:
-                _private_provider = private
-    return _private_provider
-
-
-def _service_name() -> str:
+def service_name() -> str:
+    """The service's name as OpenTelemetry's variables give it: the project of calls that name none."""
     name = os.environ.get("OTEL_SERVICE_NAME")
     if name:
         return name
@@ -313,54 +115,57 @@ def _service_name() -> str:
 
 
 def build(
-    settings: Settings, *, start_endpoint: bool = True, meter_provider: Any = None, registry: Any = None
+    settings: Settings,
+    *,
+    start_endpoint: bool = True,
+    meter_provider: MeterProvider | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Runtime:
     """Assemble a runtime from settings; tests pass their own Prometheus ``registry`` and meter provider."""
+    from costspan.budgets import BudgetEngine
+    from costspan.exporters.budget_metrics import register, register_otlp
+    from costspan.exporters.labels import LabelLimiter
+    from costspan.exporters.ledger import LedgerSink
     from costspan.exporters.otlp_metrics import OtlpMetrics
     from costspan.pricing.pricer import build_pricer
 
-    runtime = Runtime(
-        settings=settings, pricer=build_pricer(settings), service_name=_service_name(), meter_provider=meter_provider
-    )
-    from costspan.exporters.labels import LabelLimiter
-
     limiter = LabelLimiter.from_settings(settings)  # one per runtime: both sinks fold alike
-    if registry is not None:
-        from costspan.exporters.prometheus import PrometheusMetrics
-
-        prometheus = PrometheusMetrics(registry, limiter=limiter)
-    else:
-        prometheus = _prometheus_metrics()
-        prometheus.use_limiter(limiter)
-    runtime.sinks.append(prometheus)
+    prometheus = _prometheus_metrics(registry, limiter)
     meter = meter_provider.get_meter("costspan") if meter_provider is not None else None
-    runtime.sinks.append(OtlpMetrics(meter, limiter=limiter))
+    budgets = BudgetEngine.from_settings(settings)
+    sinks: list[Sink] = [prometheus, OtlpMetrics(meter, limiter=limiter)]
+    accounting = Accounting(
+        pricer=build_pricer(settings),
+        limiter=limiter,
+        budgets=budgets,
+        sinks=sinks,
+        endpoints=settings.endpoints,
+        service_name=service_name(),
+    )
+    runtime = Runtime(settings=settings, accounting=accounting, meter_provider=meter_provider)
     runtime.monitor = EstimationMonitor(runtime.counter, prometheus.record_estimation_error, sample_rate(settings))
+    runtime.lifecycle.add_drainer(accounting.flush)
+    runtime.lifecycle.add_closer(budgets.close)
+    runtime.lifecycle.add_drainer(budgets.flush)
+    register(budgets, registry)  # budget gauges read the store at scrape time
+    register_otlp(meter)
 
-    from costspan.budgets import BudgetEngine
-
-    runtime.budgets = BudgetEngine.from_settings(settings)
-    runtime.add_closer(runtime.budgets.close)
-    runtime.add_drainer(runtime.budgets.flush)
-    _register_budget_metrics(runtime, registry, meter)
-
-    from costspan.exporters.ledger import LedgerSink
-
-    ledger = LedgerSink.from_settings(settings, service=runtime.service_name)
+    ledger = LedgerSink.from_settings(settings, service=accounting.service_name)
     if ledger is not None:
         ledger.set_drop_hook(prometheus.ledger_rows_dropped.inc)
-        runtime.sinks.append(ledger)
-        runtime.add_closer(ledger.close)
-        runtime.add_drainer(ledger.drain)
+        sinks.append(ledger)
+        runtime.lifecycle.add_closer(ledger.close)
+        runtime.lifecycle.add_drainer(ledger.drain)
         if ledger.prompt_hashes:
             runtime.prompt_salt = ledger.prompt_salt()
 
     if start_endpoint and (settings.prometheus_port is not None or settings.endpoint_error is not None):
         _start_endpoint(runtime, registry)
+    runtime.lifecycle.add_closer(accounting.close)  # closers run last-added first: charges still queued go first
     return runtime
 
 
-def _start_endpoint(runtime: Runtime, registry: Any) -> None:
+def _start_endpoint(runtime: Runtime, registry: CollectorRegistry | None) -> None:
     """Serve /metrics; a bad endpoint setting costs the endpoint alone, like a busy port."""
     from costspan.exporters.budget_metrics import collector
     from costspan.exporters.prometheus_endpoint import exposition_registry, serve
@@ -372,28 +177,26 @@ def _start_endpoint(runtime: Runtime, registry: Any) -> None:
         logger.error("costspan: no /metrics endpoint: %s; calls are still priced, charged and recorded", exc)
         return
     if server is not None:
-        runtime.add_closer(server.shutdown)
+        runtime.lifecycle.add_closer(server.shutdown)
 
 
-_prometheus: Any = None
+_prometheus: PrometheusMetrics | None = None
 
 
-def _prometheus_metrics() -> Any:
-    """One set of series per process: the default registry refuses a second registration."""
+def _prometheus_metrics(registry: CollectorRegistry | None, limiter: object) -> PrometheusMetrics:
+    """The sink on ``registry``; on the default registry, one set of series per process (it refuses
+    a second registration), which a new runtime takes over with its own limiter."""
+    from costspan.exporters.labels import LabelLimiter
+    from costspan.exporters.prometheus import PrometheusMetrics
+
+    assert isinstance(limiter, LabelLimiter)
+    if registry is not None:
+        return PrometheusMetrics(registry, limiter=limiter)
     global _prometheus
     if _prometheus is None:
-        from costspan.exporters.prometheus import PrometheusMetrics
-
         _prometheus = PrometheusMetrics()
+    _prometheus.use_limiter(limiter)
     return _prometheus
-
-
-def _register_budget_metrics(runtime: Runtime, registry: Any, meter: Any) -> None:
-    """Budget gauges read the store at scrape time; one collector per registry, swapped to this engine."""
-    from costspan.exporters.budget_metrics import register, register_otlp
-
-    register(runtime.budgets, registry)
-    register_otlp(meter)
 
 
 def sample_rate(settings: Settings) -> float:
@@ -421,7 +224,7 @@ def get() -> Runtime | None:
                 _disabled = True
                 logger.error("costspan is disabled: %s", exc)
                 return None
-            _install_shutdown(_runtime)
+            _install_lifecycle(_runtime)
     return _runtime
 
 
@@ -432,7 +235,7 @@ def install(runtime: Runtime) -> Runtime:
         if _runtime is not None and _runtime is not runtime:
             _runtime.close()
         _runtime, _disabled = runtime, False
-    _install_shutdown(runtime)
+    _install_lifecycle(runtime)
     return runtime
 
 
@@ -445,37 +248,12 @@ def reset() -> None:
         _runtime, _disabled = None, False
 
 
-SIGTERM_FLUSH_SECONDS = 10.0
+def drain() -> None:
+    """Write out everything the current runtime holds (SIGTERM, or ``costspan.flush()``)."""
+    current = _runtime
+    if current is not None:
+        current.drain()
 
 
-def _install_shutdown(runtime: Runtime) -> None:
-    atexit.register(runtime.close)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except ValueError:
-        return
-    if getattr(previous, "_costspan", False):
-        return
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        """Write out what is recorded, then do exactly what SIGTERM did before costspan: costspan
-        never decides whether or when the process stops, and keeps recording until it does."""
-        current = _runtime
-        if current is not None:
-            # On a thread, with a deadline: the signal may have interrupted this thread inside
-            # costspan's own code, holding a lock the flush needs. Better to go on without the last
-            # flush than to hang the shutdown.
-            drainer = threading.Thread(target=current.drain, name="costspan-sigterm", daemon=True)
-            drainer.start()
-            drainer.join(SIGTERM_FLUSH_SECONDS)
-        if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
-            previous(signum, frame)
-        elif previous == signal.SIG_DFL or previous is None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    on_sigterm._costspan = True  # type: ignore[attr-defined]
-    with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGTERM, on_sigterm)
+def _install_lifecycle(runtime: Runtime) -> None:
+    lifecycle.install(runtime.close, drain, sigterm=runtime.settings.sigterm)

@@ -33,6 +33,7 @@ _TOP_LEVEL_KEYS = {
     "prometheus",
     "enforce",
     "capture_content",
+    "sigterm",
     "fail_closed",
     "endpoints",
     "estimation",
@@ -59,6 +60,9 @@ class Settings:
     prometheus_addr: str = "127.0.0.1"
     enforce: bool = True
     capture_content: bool = False
+    sigterm: bool = True
+    """Whether costspan handles SIGTERM (writes out, then hands the signal on); ``false`` for an
+    application that owns its signal handling and calls ``costspan.flush()`` itself."""
     ledger_enabled: bool = True
     endpoints: tuple[tuple[str, str], ...] = ()
     """Base-URL prefixes named as a provider (gateways, stand-ins), checked before host detection."""
@@ -237,6 +241,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         endpoint_error=endpoint_error,
         enforce=flag("COSTSPAN_ENFORCE", "enforce", True),
         capture_content=flag("COSTSPAN_CAPTURE_CONTENT", "capture_content", False),
+        sigterm=flag("COSTSPAN_SIGTERM", "sigterm", True),
         ledger_enabled=ledger_enabled,
         raw=raw,
     )

@@ -1,29 +1,33 @@
 """``costspan.track``: account for what no instrumentor sees, exactly like an instrumented call.
 
-It makes a span with the same usage attributes an instrumentor would and ends it, so the
-processor prices it, charges the budgets, counts it in the metrics and writes the ledger row
-through the one accounting path. ``source`` lands in ``costspan.usage.source`` to say what it was.
+It hands the item's facts to the accounting service, exactly as an instrumented call does (price,
+budgets, metrics, ledger), and makes a span that carries them and the result, as an instrumented
+call's span does. ``source`` lands in ``costspan.usage.source`` to say what it was.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
-from costspan import attributes as A
 from costspan import attribution
 from costspan import runtime as runtime_module
 from costspan.money import MAX_CALL_NANOS, nanos_to_usd, usd_to_nanos
-from costspan.processors.span_facts import DECLARED_COST
-from costspan.usage import MAX_TOKENS
+from costspan.pricing import UNPRICED
+from costspan.processors.codec import encode
+from costspan.processors.cost_attributes import cost_attributes, threshold_events
+from costspan.usage import MAX_TOKENS, CallFacts, Usage
+
+TRACER_NAME = "costspan.track"
 
 
 @dataclass(frozen=True)
 class Tracked:
-    cost_usd: float | None
+    cost_usd: Decimal | None
+    """Exact, from the accounting itself (not read back off the span as a float)."""
     status: str | None
     pricing_key: str | None
     budget_status: str | None
@@ -87,41 +91,42 @@ def track(
     runtime = runtime_module.get()
     if runtime is None:
         return Tracked(None, None, None, None)
-    attrs: dict[str, Any] = {
-        A.OPERATION: operation,
-        A.PROVIDER: provider,
-        A.REQUEST_MODEL: model,
-        A.INPUT_TOKENS: input_tokens,
-        A.OUTPUT_TOKENS: output_tokens,
-        A.USAGE_SOURCE: source,
-    }
-    for key, value in (
-        (A.CACHE_READ_TOKENS, cache_read_tokens),
-        (A.CACHE_CREATION_TOKENS, cache_write_tokens),
-        (A.REASONING_TOKENS, reasoning_tokens),
-        (A.IMAGE_COUNT, images),
-    ):
-        if value:
-            attrs[key] = value
-    if service_tier:
-        attrs[A.OPENAI_REQUEST_SERVICE_TIER] = service_tier
-    if declared is not None:
-        attrs[DECLARED_COST] = str(cost_usd)
     who = attribution.current()
-    for key, given, inherited in (
-        (A.PROJECT, project, who.project),
-        (A.USER_ID, user, who.user),
-        (A.FEATURE, feature, who.feature),
-    ):
-        if given or inherited:
-            attrs[key] = given or inherited
-    tracer = runtime.tracer_provider().get_tracer("costspan.track")
-    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.INTERNAL, attributes=attrs)
-    span.end()
-    written = getattr(span, "attributes", None) or {}
+    facts = CallFacts(
+        provider=provider,
+        request_model=model,
+        operation=operation,
+        usage=Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            reasoning_tokens=reasoning_tokens,
+            images=images,
+        ),
+        usage_source=source,
+        service_tier=service_tier,
+        started_at=datetime.now(timezone.utc),
+        project=project or who.project,
+        feature=feature or who.feature,
+        user=user or who.user,
+        declared_cost_nanos=declared,
+    )
+    tracer = runtime.tracer_provider().get_tracer(TRACER_NAME)
+    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.INTERNAL, attributes=encode(facts))
+    try:
+        ids = span.get_span_context()
+        facts.trace_id, facts.span_id = format_trace_id(ids.trace_id), format_span_id(ids.span_id)
+        accounted = runtime.accounting.account(facts)
+        span.set_attributes(cost_attributes(accounted, encode(facts)))
+        for name, attributes in threshold_events(accounted):
+            span.add_event(name, attributes)
+    finally:
+        span.end()
+    quote, most_used = accounted.quote, accounted.charge.most_used
     return Tracked(
-        cost_usd=written.get(A.COST_USD),
-        status=written.get(A.COST_STATUS),
-        pricing_key=written.get(A.PRICING_KEY),
-        budget_status=written.get(A.BUDGET_STATUS),
+        cost_usd=nanos_to_usd(quote.total_nanos) if quote.status != UNPRICED else None,
+        status=quote.status,
+        pricing_key=quote.key,
+        budget_status=most_used.status if most_used is not None else None,
     )

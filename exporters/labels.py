@@ -8,7 +8,7 @@ of both backends, not just one.
 
 Folding is made visible: every fold calls the limiter's listeners (each sink keeps a
 ``costspan_folded_label_values_total`` counter, by label). A call's labels are resolved once per
-call (:meth:`LabelLimiter.call_labels`) however many sinks ask, so a folded call counts once.
+call, by the accounting service, however many sinks record it, so a folded call counts once.
 
 The caps come from ``metrics.label_caps`` in costspan.yaml (:func:`parse_label_caps`). User
 ids have no cap because they never become labels at all.
@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from costspan.accounted import CallLabels
 from costspan.errors import ConfigError, check_keys
 
 if TYPE_CHECKING:
@@ -61,22 +61,6 @@ def cut(value: str) -> str:
     return f"{value[: MAX_VALUE_LENGTH - _DIGEST_HEX - 1]}~{digest}"
 
 
-@dataclass(frozen=True, slots=True)
-class CallLabels:
-    """One call's label values after folding, shared by every sink that records the call."""
-
-    provider: str
-    model: str
-    """The model the call is priced and counted as (the responding model, else the requested one)."""
-    operation: str
-    project: str
-    feature: str
-    error_type: str
-    """``""`` for a call without an error."""
-    request_model: str
-    response_model: str | None
-
-
 class LabelLimiter:
     """Caps the distinct values of each label; later values fold into :data:`OTHER`.
 
@@ -89,7 +73,6 @@ class LabelLimiter:
         self._seen: dict[str, set[str]] = {name: set() for name in self.caps}
         self._lock = threading.Lock()
         self._listeners: list[FoldListener] = []
-        self._last = threading.local()
         if on_fold is not None:
             self._listeners.append(on_fold)
 
@@ -127,16 +110,10 @@ class LabelLimiter:
         return result
 
     def call_labels(self, facts: CallFacts) -> CallLabels:
-        """The folded labels of one call, resolved once however many sinks ask.
-
-        Sinks record a call one after the other on one thread (``Runtime.account``), so the last
-        resolution of this thread is reused when the same facts come back; each label folded for
-        the call is reported once, not once per sink.
+        """The folded labels of one call. The accounting service resolves them once per call and
+        hands them to every sink in the :class:`~costspan.accounted.Accounted` it makes, so each
+        label folded for the call is reported once, not once per sink.
         """
-        last = self._last
-        if getattr(last, "facts", None) is facts:
-            cached: CallLabels = last.labels
-            return cached
         fold = self.fold
         folded: list[str] = []
         provider, hit = fold("provider", facts.provider)
@@ -171,7 +148,6 @@ class LabelLimiter:
             request_model=request_model,
             response_model=response_model,
         )
-        last.facts, last.labels = facts, labels
         if folded:
             self._notify(folded)
         return labels

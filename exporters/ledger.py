@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.ledger import config as ledger_config
 from costspan.ledger.writer import LedgerWriter
 from costspan.settings import Settings

@@ -19,16 +19,17 @@ from opentelemetry import metrics
 from opentelemetry.util.types import Attributes
 
 from costspan import attributes as A
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.exporters.labels import LabelLimiter
-from costspan.exporters.prometheus import TOKEN_TYPES
+from costspan.exporters.metric_constants import (
+    DURATION_BUCKETS,
+    SEMCONV_TOKEN_BUCKETS,
+    SEMCONV_TTFC_BUCKETS,
+    TOKEN_TYPES,
+)
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
 from costspan.usage import USAGE_INVALID
-
-TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1, 4, 16, ... 67108864
-DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
-TTFC_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 
 
 class OtlpMetrics:
@@ -42,19 +43,19 @@ class OtlpMetrics:
             "gen_ai.client.token.usage",
             unit="{token}",
             description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            explicit_bucket_boundaries_advisory=list(SEMCONV_TOKEN_BUCKETS),
         )
         self._duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",
             description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
         self._ttfc = meter.create_histogram(
             "gen_ai.client.operation.time_to_first_chunk",
             unit="s",
             description="Time to receive the first chunk in a streaming operation.",
-            explicit_bucket_boundaries_advisory=TTFC_BUCKETS,
+            explicit_bucket_boundaries_advisory=list(SEMCONV_TTFC_BUCKETS),
         )
         self._cost = meter.create_counter("costspan.cost.usd", unit="{USD}", description="Cost of LLM calls in USD.")
         self._tokens = meter.create_counter("costspan.tokens", unit="{token}", description="Tokens by type.")
@@ -81,7 +82,7 @@ class OtlpMetrics:
 
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
-        labels = self._limit.call_labels(facts)
+        labels = accounted.labels or self._limit.call_labels(facts)
         provider, model, operation = labels.provider, labels.model, labels.operation
         base: dict[str, str] = {"provider": provider, "model": model, "operation": operation}
         self._requests.add(1, {**base, "outcome": facts.outcome, "error_type": labels.error_type})

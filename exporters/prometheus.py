@@ -12,19 +12,15 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.exporters.labels import LabelLimiter
+from costspan.exporters.metric_constants import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TOKEN_TYPES, TTFC_BUCKETS
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
 from costspan.usage import USAGE_INVALID
 
 logger = logging.getLogger("costspan")
 
-# Seconds; LLM calls run from tens of milliseconds to minutes (semconv's duration buckets).
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-TTFC_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-ERROR_RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
 class PrometheusMetrics:
@@ -101,7 +97,7 @@ class PrometheusMetrics:
 
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
-        labels = self.limit.call_labels(facts)
+        labels = accounted.labels or self.limit.call_labels(facts)
         provider, model, operation = labels.provider, labels.model, labels.operation
         if facts.outcome != "blocked":
             child = self._child

@@ -1,8 +1,11 @@
 """One LLM request in flight: its span, its pre-call budget check, and its single end.
 
 Instrumentors report facts only (DESIGN.md, rule 1): model, provider, operation, token counts
-as the provider reported them (normalised to semconv), and whether they were estimated. The
-processor prices the span when it ends. Everything here is shared by every provider.
+as the provider reported them (normalised to semconv), and whether they were estimated. The call
+holds those facts from its start (where it went, who it is for, when) to its end (the response),
+hands them to the accounting service with the reservation its budget check took, writes the facts
+and the result onto its span through the codec, and only then ends the span: nothing is written
+to attributes to be read back. Everything here is shared by every provider.
 """
 
 from __future__ import annotations
@@ -14,21 +17,28 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
 from costspan import attributes as A
 from costspan import attribution
 from costspan.errors import BudgetExceededError
 from costspan.estimation import PER_TOOL_CALL, Sample, message_text
 from costspan.ledger.prompt_hash import hash_messages
+from costspan.logs import log_once
+from costspan.processors.codec import encode
+from costspan.processors.cost_attributes import cost_attributes, threshold_events
 from costspan.providers import Endpoint
 from costspan.runtime import Runtime
 from costspan.usage import USAGE_INVALID, CallFacts, Usage, checked
 
-_TRACER_NAME = "costspan.instrumentation"
+if TYPE_CHECKING:
+    from costspan.budgets.engine import Reservation
+
+TRACER_NAME = "costspan.instrumentation"
 
 
 @dataclass(slots=True)
@@ -41,18 +51,45 @@ class Request:
     stream: bool = False
     server_address: str | None = None
     server_port: int | None = None
+    local: bool | None = None
+    """Sent to a model server on this machine (see :class:`~costspan.providers.Endpoint`)."""
     messages: Any = None
     """Request content, kept in memory only for token counting and the prompt hash; never on the span."""
     max_tokens: int | None = None
     tools: list[Any] | None = None
     """Tool definitions and a JSON response schema: billed input, counted when usage must be estimated."""
+    service_tier: str | None = None
+    """The tier the request asks for; the response's, when it names one, wins."""
     attributes: dict[str, Any] = field(default_factory=dict)
+    """Provider-specific span attributes (a region, a requested image size) that are not facts."""
 
     def sent_to(self, endpoint: Endpoint) -> Request:
         """Where the request goes: the server, and whether it is a model server on this machine."""
-        self.server_address, self.server_port = endpoint.address, endpoint.port
-        self.attributes[A.ENDPOINT_LOCAL] = endpoint.local
+        self.server_address, self.server_port, self.local = endpoint.address, endpoint.port, endpoint.local
         return self
+
+    def facts(self, runtime: Runtime) -> CallFacts:
+        """The call's facts as known before it is sent: the ones the budget check and the span start with."""
+        who = attribution.current()
+        return CallFacts(
+            provider=self.provider,
+            request_model=self.model,
+            operation=self.operation,
+            stream=self.stream,
+            service_tier=self.service_tier,
+            server_address=self.server_address,
+            server_port=self.server_port,
+            local=self.local,
+            started_at=datetime.now(timezone.utc),
+            project=who.project or runtime.service_name,
+            feature=who.feature,
+            user=who.user,
+            prompt_hash=(
+                hash_messages(self.messages, runtime.prompt_salt)
+                if runtime.prompt_salt is not None and self.messages is not None
+                else None
+            ),
+        )
 
 
 @dataclass(slots=True)
@@ -73,34 +110,36 @@ class Response:
 
 
 class LLMCall:
-    __slots__ = ("_ended", "_first_chunk_ns", "_lock", "_start_ns", "request", "runtime", "span")
+    __slots__ = (
+        "_ended", "_first_chunk_ns", "_lock", "_reservation", "_start_ns", "facts", "request", "runtime", "span",
+    )
 
-    def __init__(self, runtime: Runtime, request: Request, span: Span) -> None:
+    def __init__(self, runtime: Runtime, request: Request, facts: CallFacts) -> None:
         self.runtime = runtime
         self.request = request
-        self.span = span
+        self.facts = facts
+        self.span = _open_span(runtime, request, facts)
         self._start_ns = time.monotonic_ns()
         self._first_chunk_ns: int | None = None
+        self._reservation: Reservation | None = None
         self._ended = False
         self._lock = threading.Lock()
 
     @classmethod
     def start(cls, runtime: Runtime, request: Request) -> LLMCall:
         """Open the span and ask the budgets; raises BudgetExceededError (span ended) if refused."""
-        call = cls(runtime, request, _open_span(runtime, request))
+        call = cls(runtime, request, request.facts(runtime))
         try:
-            reservation = precheck(runtime, request)
+            call._reservation = precheck(runtime, request, call.facts)
         except BudgetExceededError as exc:
             call.fail(exc)
             raise
-        if reservation is not None:
-            runtime.reservations[call.span.get_span_context().span_id] = reservation
         return call
 
     @classmethod
     def refused(cls, runtime: Runtime, request: Request, exc: BudgetExceededError) -> None:
         """Record a call the budgets refused on a span of its own (its client never ran, so made none)."""
-        cls(runtime, request, _open_span(runtime, request)).fail(exc)
+        cls(runtime, request, request.facts(runtime)).fail(exc)
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -113,15 +152,16 @@ class LLMCall:
             self._first_chunk_ns = time.monotonic_ns()
 
     def succeed(self, response: Response) -> None:
-        """Record the response's facts and end the span."""
+        """Account the call with the response's facts and end the span."""
         with self._lock:
             if self._ended:
                 return
             self._ended = True
         try:
             self._record(response)
-        finally:
-            self.span.end()
+        except Exception:
+            log_once("recording a response")
+        self._settle()
 
     def fail(self, exc: BaseException, partial: Response | None = None) -> None:
         """End the span as failed. ``partial``: what a stream delivered before it broke; the
@@ -131,77 +171,100 @@ class LLMCall:
                 return
             self._ended = True
         try:  # runs in the application's own ``except``: nothing may escape from here
+            self.facts.usage = Usage()  # the precheck's input estimate is not what the call used
+            self.facts.has_usage = False
+            self.facts.usage_source = "none"
             if partial is not None:
                 self._record(partial)
-            self.span.set_attribute(A.ERROR_TYPE, _error_type(exc))
+            self.facts.error_type = _error_type(exc)
             self.span.set_status(Status(StatusCode.ERROR, _describe(exc)))
-            if not isinstance(exc, BudgetExceededError):
-                self.runtime.release(self.runtime.take_reservation(self.span.get_span_context().span_id))
         except Exception:
-            self.runtime.log_once("recording a failed call")
+            log_once("recording a failed call")
+        self._settle()
+
+    def _settle(self) -> None:
+        """Account the call (unless a nested span already did) and end the span, whatever happens."""
+        span, facts = self.span, self.facts
+        try:
+            ids = span.get_span_context()
+            facts.trace_id, facts.span_id = format_trace_id(ids.trace_id), format_span_id(ids.span_id)
+            facts.duration_s = (time.monotonic_ns() - self._start_ns) / 1e9
+            if self._first_chunk_ns is not None:
+                facts.time_to_first_chunk_s = (self._first_chunk_ns - self._start_ns) / 1e9
+            values = encode(facts)
+            from costspan import wiring
+
+            processor = wiring.processor()
+            covered_by = processor.covering(ids.span_id)
+            if covered_by is not None:
+                # A span inside this one (another instrumentation's) was charged for the call.
+                values[A.COUNTED_IN] = covered_by
+                self.runtime.accounting.release(self._reservation)
+                span.set_attributes(values)
+            else:
+                accounted = self.runtime.accounting.account(facts, self._reservation)
+                values.update(cost_attributes(accounted, values))
+                span.set_attributes(values)
+                for name, attributes in threshold_events(accounted):
+                    span.add_event(name, attributes)
+                processor.cover_ancestors(ids.span_id, facts.span_id)
+        except Exception:
+            log_once("accounting a call")
         finally:
-            self.span.end()
+            span.end()
 
     def _record(self, response: Response) -> None:
-        span, request, runtime = self.span, self.request, self.runtime
+        facts, runtime = self.facts, self.runtime
         values: dict[str, Any] = {}
-        if response.model:
-            values[A.RESPONSE_MODEL] = response.model
+        facts.response_model = response.model or None
         if response.response_id:
             values[A.RESPONSE_ID] = response.response_id
         if response.finish_reasons:
             values[A.RESPONSE_FINISH_REASONS] = list(response.finish_reasons)
         if response.service_tier:
-            values[A.OPENAI_SERVICE_TIER] = response.service_tier
-        if self._first_chunk_ns is not None:
-            values[A.RESPONSE_TTFC] = (self._first_chunk_ns - self._start_ns) / 1e9
+            facts.service_tier = response.service_tier
         usage, invalid = (None, frozenset[str]()) if response.usage is None else checked(response.usage)
+        source = "reported"
         if invalid:
             usage = self._repair(usage, invalid, response)
-            values[A.USAGE_SOURCE] = USAGE_INVALID
+            source = USAGE_INVALID
         elif usage is None and response.output_texts is not None:
             usage = self._estimate(response)
-            values[A.USAGE_SOURCE] = "estimated"
+            source = "estimated"
         elif usage is not None and response.estimate_output and response.output_texts is not None:
             # Output includes the reasoning the provider already counted (Gemini reports thoughts
             # on every chunk); what arrived is counted on top.
             usage = replace(usage, output_tokens=usage.reasoning_tokens + self._count_output(response))
-            values[A.USAGE_SOURCE] = "estimated"
+            source = "estimated"
         elif usage is not None:
-            values[A.USAGE_SOURCE] = "reported"
-            monitor = runtime.monitor
-            if monitor is not None and request.messages is not None and monitor.should_sample():
-                texts = response.output_texts
-                if texts is not None:
-                    monitor.submit(
-                        Sample(
-                            provider=request.provider,
-                            model=request.model,
-                            input_texts=message_text(request.messages),
-                            output_texts=texts,
-                            reported_input=usage.input_tokens,
-                            reported_output=usage.output_tokens,
-                            message_count=_message_count(request.messages),
-                        )
-                    )
-        if usage is not None:
-            values[A.INPUT_TOKENS] = usage.input_tokens
-            values[A.OUTPUT_TOKENS] = usage.output_tokens
-            if usage.cache_read_tokens:
-                values[A.CACHE_READ_TOKENS] = usage.cache_read_tokens
-            if usage.cache_write_tokens:
-                values[A.CACHE_CREATION_TOKENS] = usage.cache_write_tokens
-            if usage.cache_write_1h_tokens:
-                values[A.CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h_tokens
-            if usage.reasoning_tokens:
-                values[A.REASONING_TOKENS] = usage.reasoning_tokens
-            if usage.images:
-                values[A.IMAGE_COUNT] = usage.images
+            self._sample(usage, response)
+        facts.usage = usage or Usage()
+        facts.has_usage = usage is not None
+        facts.usage_source = source if usage is not None or invalid else "none"
         if runtime.settings.capture_content and response.output_texts:
             values[A.OUTPUT_MESSAGES] = _as_json(
                 [{"role": "assistant", "parts": [{"type": "text", "content": "".join(response.output_texts)}]}]
             )
-        span.set_attributes(values)
+        if values:
+            self.span.set_attributes(values)
+
+    def _sample(self, usage: Usage, response: Response) -> None:
+        """A share of the calls that report usage is re-counted locally to measure the estimator."""
+        monitor, request = self.runtime.monitor, self.request
+        texts = response.output_texts
+        if monitor is None or request.messages is None or texts is None or not monitor.should_sample():
+            return
+        monitor.submit(
+            Sample(
+                provider=request.provider,
+                model=request.model,
+                input_texts=message_text(request.messages),
+                output_texts=texts,
+                reported_input=usage.input_tokens,
+                reported_output=usage.output_tokens,
+                message_count=_message_count(request.messages),
+            )
+        )
 
     def _repair(self, usage: Usage | None, invalid: frozenset[str], response: Response) -> Usage | None:
         """Usage that held counts no provider would send: keep the valid ones, count the input and
@@ -229,23 +292,13 @@ class LLMCall:
         return self.runtime.counter.count_text(self.request.model, texts) + PER_TOOL_CALL * response.tool_calls
 
 
-def _open_span(runtime: Runtime, request: Request) -> Span:
-    attrs: dict[str, Any] = {
-        A.OPERATION: request.operation,
-        A.PROVIDER: request.provider,
-        A.REQUEST_MODEL: request.model,
-    }
-    if request.stream:
-        attrs[A.REQUEST_STREAM] = True
-    if request.server_address:
-        attrs[A.SERVER_ADDRESS] = request.server_address
-    if request.server_port:
-        attrs[A.SERVER_PORT] = request.server_port
+def _open_span(runtime: Runtime, request: Request, facts: CallFacts) -> Span:
+    """The call's span, with what sampling may look at (semconv: set at start) and who it is for."""
+    attrs = encode(facts)
+    del attrs[A.USAGE_SOURCE]  # known at the end
     if request.max_tokens is not None:
         attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
     attrs.update(request.attributes)
-    if runtime.prompt_salt is not None and request.messages is not None:
-        attrs[A.PROMPT_HASH] = hash_messages(request.messages, runtime.prompt_salt)
     if runtime.settings.capture_content and request.messages is not None:
         attrs[A.INPUT_MESSAGES] = _as_json(request.messages)
     return _tracer(runtime.tracer_provider()).start_span(
@@ -253,38 +306,30 @@ def _open_span(runtime: Runtime, request: Request) -> Span:
     )
 
 
-def precheck(runtime: Runtime, request: Request) -> object | None:
+def precheck(runtime: Runtime, request: Request, facts: CallFacts | None = None) -> Reservation | None:
     """Ask the budgets before the request leaves: the reservation to settle, or BudgetExceededError.
 
     Nothing else escapes: a fault while estimating the worst case checks the call without it.
     """
-    if runtime.budgets is None or not runtime.budgets.checks_before_calls():
+    budgets = runtime.budgets
+    if budgets is None or not budgets.checks_before_calls():
         return None
-    who = attribution.current()
+    facts = facts or request.facts(runtime)
     input_tokens = 0
     worst_case: int | None = None
     try:
-        if request.messages is not None and runtime.budgets.wants_input_estimate():
+        if request.messages is not None and budgets.wants_input_estimate():
             input_tokens = runtime.counter.count_messages(request.model, request.messages, request.tools)
             # The worst case: the request's max_tokens, else the cap a reserving budget configures.
-            max_output = request.max_tokens if request.max_tokens is not None else runtime.budgets.output_token_cap()
+            max_output = request.max_tokens if request.max_tokens is not None else budgets.output_token_cap()
             if max_output is not None:
                 worst = Usage(input_tokens=input_tokens, output_tokens=max_output)
                 worst_case = runtime.pricer.quote(request.provider, request.model, worst).total_nanos
     except Exception:
-        runtime.log_once("estimating the worst case")
+        log_once("estimating the worst case")
         input_tokens, worst_case = 0, None
-    facts = CallFacts(
-        provider=request.provider,
-        request_model=request.model,
-        operation=request.operation,
-        usage=Usage(input_tokens=input_tokens),
-        server_address=request.server_address,
-        project=who.project or runtime.service_name,
-        feature=who.feature,
-        user=who.user,
-    )
-    return runtime.precheck(facts, worst_case)
+    facts.usage = Usage(input_tokens=input_tokens)
+    return runtime.accounting.precheck(facts, worst_case)
 
 
 class ReservationHold:
@@ -300,10 +345,10 @@ class ReservationHold:
 
     __slots__ = ("_lock", "_reservation", "request", "runtime")
 
-    def __init__(self, runtime: Runtime, request: Request, reservation: object) -> None:
+    def __init__(self, runtime: Runtime, request: Request, reservation: Reservation) -> None:
         self.runtime = runtime
         self.request = request
-        self._reservation: object | None = reservation
+        self._reservation: Reservation | None = reservation
         self._lock = threading.Lock()
 
     @contextmanager
@@ -322,7 +367,7 @@ class ReservationHold:
     def _release(self) -> None:
         with self._lock:
             reservation, self._reservation = self._reservation, None
-        self.runtime.release(reservation)
+        self.runtime.accounting.release(reservation)
 
 
 _tracers: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
@@ -334,7 +379,7 @@ def _tracer(provider: trace.TracerProvider) -> trace.Tracer:
     if tracer is None:
         from costspan import __version__
 
-        tracer = _tracers[provider] = provider.get_tracer(_TRACER_NAME, __version__)
+        tracer = _tracers[provider] = provider.get_tracer(TRACER_NAME, __version__)
     return tracer
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
+from costspan import attributes as A
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation.endpoints import endpoint_of
@@ -187,7 +188,8 @@ def read_chat_request(provider: str, operation: str, kwargs: dict[str, Any]) -> 
     )
     tier = kwargs.get("service_tier")
     if isinstance(tier, str):
-        request.attributes["openai.request.service_tier"] = tier
+        request.service_tier = tier
+        request.attributes[A.OPENAI_REQUEST_SERVICE_TIER] = tier
     return request
 
 

@@ -33,20 +33,14 @@ from costspan import runtime as runtime_module
 from costspan.errors import BudgetExceededError
 from costspan.instrumentation._call import LLMCall, Request, ReservationHold, Response, precheck
 from costspan.instrumentation._streams import ChunkObserver, ends_off_loop, wrap_stream
+from costspan.logs import log_once
 from costspan.runtime import Runtime
 
 logger = logging.getLogger("costspan")
-_logged: set[str] = set()
 
 # Set while one of our wrappers runs, so a nested instrumented method (e.g. ``parse`` calling
 # ``create``, or a second instrumentation of the same method) does not count the call twice.
 _ACTIVE = otel_context.create_key("costspan.call_active")
-
-
-def log_once(where: str) -> None:
-    if where not in _logged:
-        _logged.add(where)
-        logger.exception("costspan: internal error (%s); the call is unaffected", where)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from typing import Any
 import ollama  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from costspan import attributes as A
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
 from costspan.instrumentation._sdk_format import count, field
@@ -53,7 +52,7 @@ def _reader(operation: str, prompt_parameter: str) -> Any:
             messages=prompt if isinstance(prompt, (str, list, tuple)) else None,
         ).sent_to(endpoint)
         if model.endswith(_CLOUD_SUFFIX):
-            request.attributes[A.ENDPOINT_LOCAL] = False
+            request.local = False  # billed by Ollama's cloud, though the daemon runs here
         return request
 
     return read

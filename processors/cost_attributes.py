@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from costspan import attributes as A
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.money import nanos_to_float
 
 

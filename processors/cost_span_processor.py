@@ -1,23 +1,37 @@
-"""CostSpanProcessor: the one place where cost and budget state are derived (DESIGN.md, rule 2).
+"""CostSpanProcessor: prices the GenAI spans costspan did not account itself, and keeps "counted once".
 
-Why it hooks ``Span.end`` from ``on_start``: the SDK freezes a span's attributes inside ``end()``
-before any processor callback runs (``on_end`` gets a read-only copy and ``_on_ending`` already
-sees immutable attributes), yet the exported span must carry its cost. So ``on_start`` replaces
-the span's ``end`` with a hook that prices the call, charges its budgets and writes the result
-onto the still-open span, then calls the original ``end``. The hook never lets an exception of
-ours escape, and the original ``end`` always runs.
+costspan's own calls account themselves before their span ends (``LLMCall``, ``track``). This
+processor handles every other GenAI span: other instrumentations', SDKs that trace themselves,
+frameworks'. The SDK freezes a span's attributes inside ``end()`` before any processor callback
+runs, yet the exported span must carry its cost; so ``on_start`` replaces the ``end`` of a span
+that is, or may become, an LLM call's with a hook that prices it, charges its budgets and writes
+the result onto the still-open span, then calls the original ``end``.
+
+Every other span must cost next to nothing. Spans are told apart by their instrumentation scope,
+looked up in one dictionary: costspan's own scopes (accounted by the call itself), scopes whose
+name says they trace LLM calls (hooked), and the rest. A scope of the rest is watched for its first
+spans; if one turns out to be an LLM call only at its end, the scope is hooked from then on, and
+that span is accounted when it ends (without cost attributes, which it is too late to write).
 
 Counted once: when LLM spans nest (two instrumentations on one call, or a framework span such as
 LangChain's over a client span), the innermost span that ends with a model is charged and every
-LLM span above it gets ``costspan.cost.counted_in`` instead of a second charge.
+LLM span above it gets ``costspan.cost.counted_in`` instead of a second charge. Two peers' spans of
+one call that do not nest (one instrumentation does not make its span current) share the response
+id the provider sent: the second one to end is counted in the first.
+
+A foreign span that ends on an event loop while the budget store may wait on a lock or the network
+is priced at once (its cost attributes are written) and charged on a worker thread: the loop never
+waits on the store, and such a span carries no budget state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -26,103 +40,206 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from costspan import attributes as A
 from costspan import attribution
-from costspan.accounting import Accounted
+from costspan.accounting import Accounting
+from costspan.logs import log_once
+from costspan.processors.codec import decode, is_genai
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
-from costspan.processors.span_facts import facts_from_attributes, is_genai
 from costspan.usage import CallFacts
 
-logger = logging.getLogger("costspan")
 _MAX_DEPTH = 32
-
-
-class _Inflight:
-    """Per-span bookkeeping between start and end."""
-
-    __slots__ = ("covered_by", "genai", "parent_id")
-
-    def __init__(self, parent_id: int | None, genai: bool) -> None:
-        self.parent_id = parent_id
-        self.genai = genai
-        self.covered_by: str | None = None
+_OWN_SCOPES = frozenset({"costspan.instrumentation", "costspan.track"})
+_LLM_WORDS = (
+    "openai", "anthropic", "genai", "gen_ai", "llm", "langchain", "llama", "bedrock", "vertex", "gemini", "mistral",
+    "cohere", "groq", "ollama", "litellm", "openinference", "openlit", "traceloop", "haystack", "crewai", "dspy",
+    "semantic_kernel", "semantic-kernel", "ai-sdk", "vercel",
+)
+"""Scope names that trace LLM calls (their spans may name the model only at the end)."""
+OWN, HOOKED, WATCHED, PLAIN = range(4)
+WATCH_SPANS = 256
+"""Spans of an unknown scope checked at their end before the scope is taken as plain."""
+_RESPONSES_KEPT = 4096
 
 
 class CostSpanProcessor(SpanProcessor):
-    def __init__(
-        self,
-        account: Callable[[CallFacts, object | None], Accounted | None],
-        *,
-        take_reservation: Callable[[int], object | None] = lambda span_id: None,
-    ) -> None:
-        self._account = account
-        self._take_reservation = take_reservation
-        self._inflight: dict[int, _Inflight] = {}
-        self._logged: set[str] = set()
+    def __init__(self, accounting: Callable[[], Accounting | None]) -> None:
+        self._accounting = accounting
+        self._scopes: dict[str, int] = {}
+        self._watching: dict[str, int] = {}
+        """Spans still to check per watched scope."""
+        self._parents: dict[int, int] = {}
+        """Every open span's parent (0: a root), so an LLM span's ancestors are found through plain spans."""
+        self._covered: dict[int, str] = {}
+        """Open spans a descendant was charged for, with that descendant's id."""
+        self._hooked: set[int] = set()
+        self._responses: OrderedDict[tuple[int, str], str] = OrderedDict()
 
     # -- SpanProcessor -------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            genai = is_genai(_attributes(span))
+            parent = span.parent
+            span_id = span.context.span_id
+            self._parents[span_id] = parent.span_id if parent is not None else 0
+            scope = span.instrumentation_scope
+            name = scope.name if scope is not None else ""
+            kind = self._scopes.get(name)
+            if kind is None:
+                kind = self._classify(name)
+            if kind in (PLAIN, OWN):
+                return  # costspan's own calls account themselves
+            attrs = _attributes(span)
+            genai = is_genai(attrs)
+            if kind == WATCHED and not genai:
+                return
             if genai:
                 self._attribute(span, parent_context)
-            parent = span.parent
-            self._inflight[span.context.span_id] = _Inflight(parent.span_id if parent else None, genai)
-            original_end = span.end
-
-            def end(end_time: int | None = None) -> None:
-                self._before_end(span)
-                original_end(end_time)
-
-            span.end = end  # type: ignore[method-assign]
+            self._hook(span)
         except Exception:
-            self._log_once("on_start")
+            log_once("the span processor (on_start)")
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._inflight.pop(span.context.span_id, None)
-        # Drop the hook: its closure refers to the span, a cycle that would leave every span of the
-        # process to the cycle collector instead of reference counting.
-        with contextlib.suppress(AttributeError, TypeError):
-            vars(span).pop("end", None)
+        span_id = span.context.span_id
+        self._parents.pop(span_id, None)
+        covered = self._covered.pop(span_id, None) if self._covered else None
+        if span_id in self._hooked:
+            self._hooked.discard(span_id)
+            # Drop the hook: its closure refers to the span, a cycle that would leave the span to the
+            # cycle collector instead of reference counting.
+            with contextlib.suppress(AttributeError, TypeError):
+                vars(span).pop("end", None)
+        elif self._watching:
+            self._watch(span, covered)
 
     def shutdown(self) -> None:
-        self._inflight.clear()
+        self._parents.clear()
+        self._covered.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
+    # -- for costspan's own calls -----------------------------------------------------------
+    def covering(self, span_id: int) -> str | None:
+        """The id of the span inside this one that was charged for the call, if any."""
+        return self._covered.get(span_id) if self._covered else None
+
+    def cover_ancestors(self, span_id: int, charged: str) -> None:
+        """Every open ancestor of a charged span is covered by it: not only those known as LLM
+        spans, since a framework or peer span may name its model only when it ends."""
+        parents, covered = self._parents, self._covered
+        current = parents.get(span_id, 0)
+        depth = 0
+        while current and depth < _MAX_DEPTH:
+            if current not in parents:
+                return
+            covered.setdefault(current, charged)
+            current = parents[current]
+            depth += 1
+
     # -- the hook -----------------------------------------------------------------------
+    def _classify(self, name: str) -> int:
+        lowered = name.lower()
+        if name in _OWN_SCOPES:
+            kind = OWN
+        elif any(word in lowered for word in _LLM_WORDS):
+            kind = HOOKED
+        else:
+            kind = WATCHED
+            self._watching[name] = WATCH_SPANS
+        self._scopes[name] = kind
+        return kind
+
+    def _hook(self, span: Span) -> None:
+        original_end = span.end
+
+        def end(end_time: int | None = None) -> None:
+            self._before_end(span)
+            original_end(end_time)
+
+        self._hooked.add(span.context.span_id)
+        span.end = end  # type: ignore[method-assign]  # the one way to write attributes before they freeze
+
     def _before_end(self, span: Span) -> None:
         try:
             if span.end_time is not None:
                 return  # a second end(): the SDK warns, we charge nothing twice
-            state = self._inflight.get(span.context.span_id)
             attrs = _attributes(span)
             if not is_genai(attrs):
                 return
-            if state is not None and not state.genai:
-                state.genai = True
+            if A.PROJECT not in attrs:
                 self._attribute(span, None)
                 attrs = _attributes(span)
-            if state is not None and state.covered_by is not None:
-                span.set_attribute(A.COUNTED_IN, state.covered_by)
+            span_id = span.context.span_id
+            counted_in = self._covered.get(span_id) or self._same_response(span, attrs)
+            if counted_in is not None:
+                span.set_attribute(A.COUNTED_IN, counted_in)
                 return
-            facts = facts_from_attributes(attrs or {})
-            if facts is None:
+            facts = self._facts(span, attrs)
+            accounting = self._accounting()
+            if facts is None or accounting is None:
                 return
-            ctx = span.context
-            facts.trace_id = format_trace_id(ctx.trace_id)
-            facts.span_id = format_span_id(ctx.span_id)
-            start = span.start_time or time.time_ns()
-            facts.started_at = _utc(start)
-            facts.duration_s = (time.time_ns() - start) / 1e9
-            accounted = self._account(facts, self._take_reservation(ctx.span_id))
-            if accounted is None:
-                return
-            self._write(span, accounted)
-            self._cover_ancestors(state, facts.span_id)
+            if accounting.charges_wait() and _on_event_loop():
+                accounted = accounting.account_later(facts)
+            else:
+                accounted = accounting.account(facts)
+            span.set_attributes(cost_attributes(accounted, attrs))
+            for name, attributes in threshold_events(accounted):
+                span.add_event(name, attributes)
+            self.cover_ancestors(span_id, format_span_id(span_id))
         except Exception:
-            self._log_once("end")
+            log_once("the span processor (end)")
 
-    def _attribute(self, span: Span, parent_context: otel_context.Context | None) -> None:
+    def _watch(self, span: ReadableSpan, covered: str | None) -> None:
+        """A span of a watched scope ended: if it was an LLM call after all, hook the scope and account
+        this one now (its attributes are frozen, so it is charged and recorded without them)."""
+        try:
+            scope = span.instrumentation_scope
+            name = scope.name if scope is not None else ""
+            left = self._watching.get(name)
+            if left is None:
+                return
+            attrs = span.attributes or {}
+            if is_genai(attrs):
+                self._scopes[name] = HOOKED
+                del self._watching[name]
+                facts = None if covered else self._facts(span, attrs)
+                accounting = self._accounting()
+                if facts is not None and accounting is not None:
+                    (accounting.account_later if accounting.charges_wait() else accounting.account)(facts)
+                    self.cover_ancestors(span.context.span_id, format_span_id(span.context.span_id))
+            elif left <= 1:
+                self._scopes[name] = PLAIN
+                del self._watching[name]
+            else:
+                self._watching[name] = left - 1
+        except Exception:
+            log_once("the span processor (watch)")
+
+    def _same_response(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> str | None:
+        """The span already charged for the same answer (same trace, same response id), if any."""
+        response_id = attrs.get(A.RESPONSE_ID)
+        if not isinstance(response_id, str) or not response_id:
+            return None
+        key = (span.context.trace_id, response_id)
+        first = self._responses.get(key)
+        if first is None:
+            self._responses[key] = format_span_id(span.context.span_id)
+            if len(self._responses) > _RESPONSES_KEPT:
+                self._responses.popitem(last=False)
+        return first
+
+    @staticmethod
+    def _facts(span: ReadableSpan, attrs: Mapping[str, Any]) -> CallFacts | None:
+        facts = decode(attrs)
+        if facts is None:
+            return None
+        ctx = span.context
+        facts.trace_id, facts.span_id = format_trace_id(ctx.trace_id), format_span_id(ctx.span_id)
+        start = span.start_time or time.time_ns()
+        facts.started_at = datetime.fromtimestamp(start / 1e9, tz=timezone.utc)
+        facts.duration_s = ((span.end_time or time.time_ns()) - start) / 1e9
+        return facts
+
+    @staticmethod
+    def _attribute(span: Span, parent_context: otel_context.Context | None) -> None:
         attrs = _attributes(span)
         who = attribution.current(parent_context)
         if who.project and A.PROJECT not in attrs:
@@ -132,28 +249,15 @@ class CostSpanProcessor(SpanProcessor):
         if who.user and A.USER_ID not in attrs:
             span.set_attribute(A.USER_ID, who.user)
 
-    def _write(self, span: Span, accounted: Accounted) -> None:
-        span.set_attributes(cost_attributes(accounted, _attributes(span)))
-        for name, attributes in threshold_events(accounted):
-            span.add_event(name, attributes)
 
-    def _cover_ancestors(self, state: _Inflight | None, span_id: str) -> None:
-        """Every open ancestor, not only those already known as LLM spans: a framework or peer span may
-        name its model only when it ends (``_before_end`` consults this for LLM spans alone)."""
-        depth = 0
-        while state is not None and state.parent_id is not None and depth < _MAX_DEPTH:
-            state = self._inflight.get(state.parent_id)
-            if state is not None and state.covered_by is None:
-                state.covered_by = span_id
-            depth += 1
-
-    def _log_once(self, where: str) -> None:
-        if where not in self._logged:
-            self._logged.add(where)
-            logger.exception("costspan: internal error in the span processor (%s); the call is unaffected", where)
+def _on_event_loop() -> bool:
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop()
+        return True
+    return False
 
 
-def _attributes(span: Span) -> Mapping[str, Any]:
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
     """The span's attributes as a plain dict when the SDK keeps one (read-only here).
 
     ``span.attributes`` is a mapping proxy over ``BoundedAttributes``, whose ``get`` and ``in``
@@ -164,9 +268,3 @@ def _attributes(span: Span) -> Mapping[str, Any]:
     if isinstance(inner, dict):
         return inner
     return span.attributes or {}
-
-
-def _utc(ns: int) -> Any:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)

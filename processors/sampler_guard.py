@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
-from costspan.processors.span_facts import is_genai
+from costspan.processors.codec import is_genai
 
 _GENAI_NAME_PREFIXES = ("anthropic.messages", "openai.", "chat ", "text_completion ", "embeddings ")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from costspan.dashboards import build
 from prometheus_client import generate_latest
 
+from costspan.dashboards import build
 from tests.fakes.prom_stack import FakeCostspanTarget, require_binary
 
 HERE = Path(build.HERE)

@@ -117,7 +117,7 @@ WORKER = textwrap.dedent(
     current = runtime.build(load_settings())
     facts = CallFacts(provider="openai", request_model="gpt-4o-mini", usage=Usage(10, 5),
                       declared_cost_nanos=int(sys.argv[1]))
-    current.account(facts)
+    current.accounting.account(facts)
     print("ready", flush=True)
     time.sleep(float(sys.argv[2]))
     current.close()

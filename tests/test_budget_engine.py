@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from costspan.accounting import ThresholdCrossing
+from costspan.accounted import ThresholdCrossing
 from costspan.budgets import BudgetEngine, guard
 from costspan.errors import BudgetExceededError
 from costspan.pricing import PRICED, UNPRICED, Quote

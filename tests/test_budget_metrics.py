@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from costspan.exporters import budget_metrics
 from prometheus_client import CollectorRegistry, generate_latest
 
+from costspan.exporters import budget_metrics
 from costspan.pricing import PRICED, Quote
 from tests.test_budget_stores import facts, free_port, make_engine
 

@@ -19,17 +19,17 @@ from typing import Any
 
 import openai
 import pytest
-from costspan.exporters.labels import DEFAULT_CAPS, MAX_VALUE_LENGTH, OTHER, LabelLimiter, cut
-from costspan.exporters.otlp_metrics import OtlpMetrics
-from costspan.exporters.prometheus import PrometheusMetrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import costspan
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.errors import ConfigError
+from costspan.exporters.labels import DEFAULT_CAPS, MAX_VALUE_LENGTH, OTHER, LabelLimiter, cut
+from costspan.exporters.otlp_metrics import OtlpMetrics
+from costspan.exporters.prometheus import PrometheusMetrics
 from costspan.pricing import PRICED, Quote
 from costspan.settings import load_settings
 from costspan.standin import ProviderServer, Scenario
@@ -165,7 +165,8 @@ def test_user_ids_never_become_labels_anywhere(
 
 
 def test_one_shared_limiter_folds_alike_in_both_sinks_and_counts_each_call_once() -> None:
-    """The sinks on their own (no runtime): one limiter, one decision per value, one count per call."""
+    """The sinks on their own (no runtime), given each call's labels as the accounting service gives
+    them (resolved once): one limiter, one decision per value, one count per call."""
     registry = CollectorRegistry()
     reader = InMemoryMetricReader()
     limiter = LabelLimiter({"model": 1})
@@ -174,10 +175,8 @@ def test_one_shared_limiter_folds_alike_in_both_sinks_and_counts_each_call_once(
         OtlpMetrics(MeterProvider(metric_readers=[reader]).get_meter("t"), limiter=limiter),
     )
     for model in ("a", "b", "c", "b"):
-        accounted = Accounted(
-            CallFacts("openai", model, usage=Usage(input_tokens=5), project="p", duration_s=0.1),
-            Quote(PRICED, input_nanos=1000),
-        )
+        facts = CallFacts("openai", model, usage=Usage(input_tokens=5), project="p", duration_s=0.1)
+        accounted = Accounted(facts, Quote(PRICED, input_nanos=1000), labels=limiter.call_labels(facts))
         for sink in sinks:
             sink.record(accounted)
     prom = {

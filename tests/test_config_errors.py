@@ -107,7 +107,7 @@ def test_a_bad_endpoint_address_costs_the_endpoint_alone(
             current = runtime.get()
         assert current is not None
         assert "no /metrics endpoint" in caplog.text and "COSTSPAN_PROMETHEUS_ADDR" in caplog.text
-        accounted = current.account(CallFacts("openai", "gpt-4o-mini", usage=Usage(1000, 100)))
+        accounted = current.accounting.account(CallFacts("openai", "gpt-4o-mini", usage=Usage(1000, 100)))
         assert accounted.quote.total_nanos > 0
         assert [entry.used for entry in current.budgets.status()] == [accounted.quote.total_nanos]
         with socket.socket() as probe:

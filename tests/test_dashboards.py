@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from costspan.dashboards import build
 
 from costspan.cli import dashboards as cli
+from costspan.dashboards import build
 
 SHIPPED = build.GRAFANA_DIR
 DASHBOARD_FILES = ("costspan-spend.json", "costspan-budgets.json", "costspan-providers.json")

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
-from costspan.dashboards import build
 from prometheus_client.parser import text_string_to_metric_families
 
+from costspan.dashboards import build
 from costspan.standin import ProviderServer, Scenario, Usage
 from tests.fakes.otlp_receiver import OtlpReceiver
 from tests.fakes.prom_stack import Prometheus, free_port, run_stack, wait_until

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from costspan.exporters.ledger import LedgerSink
 
 from costspan.budgets.sqlite import SqliteStore
 from costspan.budgets.store import Increment
+from costspan.exporters.ledger import LedgerSink
 from costspan.files import create_private
 from tests.test_ledger_writer import accounted
 

@@ -16,12 +16,12 @@ import anthropic
 import httpx2
 import pytest
 from anthropic.lib.streaming import AsyncMessageStream, MessageStream
-from costspan.instrumentation.anthropic import METHODS, AnthropicInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import costspan
 from costspan import attributes as A
+from costspan.instrumentation.anthropic import METHODS, AnthropicInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness

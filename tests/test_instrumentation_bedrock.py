@@ -18,11 +18,11 @@ import boto3
 import botocore.response
 import pytest
 from botocore.config import Config
-from costspan.instrumentation.bedrock import METHODS, BedrockInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from costspan import attributes as A
+from costspan.instrumentation.bedrock import METHODS, BedrockInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness

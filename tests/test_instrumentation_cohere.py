@@ -13,10 +13,10 @@ from typing import Any
 
 import cohere
 import pytest
-from costspan.instrumentation.cohere import METHODS, CohereInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from costspan import attributes as A
+from costspan.instrumentation.cohere import METHODS, CohereInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness

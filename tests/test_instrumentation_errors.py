@@ -29,10 +29,6 @@ import groq
 import ollama
 import openai
 import pytest
-from costspan.instrumentation.anthropic import AnthropicInstrumentor
-from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
-from costspan.instrumentation.groq import GroqInstrumentor
-from costspan.instrumentation.ollama import OllamaInstrumentor
 from google import genai
 from google.genai import types
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -41,6 +37,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from costspan import attributes as A
+from costspan.instrumentation.anthropic import AnthropicInstrumentor
+from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
+from costspan.instrumentation.groq import GroqInstrumentor
+from costspan.instrumentation.ollama import OllamaInstrumentor
 from costspan.standin import ProviderServer, Scenario
 from tests.harness import Harness
 from tests.llm_spans import only_llm_span, uninstrumented

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from costspan.instrumentation.google_genai import METHODS, GoogleGenAIInstrumentor
 from google import genai
 from google.genai import errors, types
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from costspan import attributes as A
+from costspan.instrumentation.google_genai import METHODS, GoogleGenAIInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness

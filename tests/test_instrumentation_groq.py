@@ -12,11 +12,11 @@ from typing import Any
 
 import groq
 import pytest
-from costspan.instrumentation.groq import METHODS, GroqInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from costspan import attributes as A
+from costspan.instrumentation.groq import METHODS, GroqInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from costspan.instrumentation.mistral import METHODS, MistralInstrumentor
 from mistralai.client import Mistral, models
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from costspan import attributes as A
+from costspan.instrumentation.mistral import METHODS, MistralInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness

@@ -12,11 +12,11 @@ from typing import Any
 
 import ollama
 import pytest
-from costspan.instrumentation.ollama import METHODS, OllamaInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from costspan import attributes as A
+from costspan.instrumentation.ollama import METHODS, OllamaInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from tests.harness import Harness
 from tests.llm_spans import (

@@ -292,7 +292,7 @@ def test_a_fault_of_ours_never_reaches_the_application(
         def quote(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("a bug in costspan")
 
-    harness.runtime.pricer = BrokenPricer()
+    harness.runtime.accounting.pricer = BrokenPricer()
     provider_server.enqueue(Scenario(usage=Usage(input_tokens=10, output_tokens=10)))
 
     result = openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)

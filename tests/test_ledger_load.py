@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     """
     import sys, threading
     from datetime import datetime, timezone
-    from costspan.accounting import Accounted
+    from costspan.accounted import Accounted
     from costspan.exporters.ledger import LedgerSink
     import signal
     from costspan.pricing import Quote

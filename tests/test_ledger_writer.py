@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from costspan.exporters.ledger import LedgerSink
 
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.errors import ConfigError
+from costspan.exporters.ledger import LedgerSink
 from costspan.ledger import config as ledger_config
 from costspan.ledger import schema
 from costspan.ledger.prompt_hash import hash_messages, load_salt

@@ -18,13 +18,13 @@ from typing import Any
 import groq
 import pytest
 import wrapt
-from costspan.instrumentation.groq import GroqInstrumentor
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from costspan import attributes as A
+from costspan.instrumentation.groq import GroqInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
@@ -127,8 +127,9 @@ def groq_instrumented() -> Iterator[Any]:
 
 
 def peer_span(name: str, attributes: dict[str, Any]) -> None:
-    """One span as the peer makes it: a CLIENT span whose usage arrives before it ends."""
-    span = trace.get_tracer("peer.instrumentation").start_span(name, kind=SpanKind.CLIENT)
+    """One span as the peer makes it: a CLIENT span whose usage arrives before it ends, from a tracer
+    named as LLM instrumentations name theirs."""
+    span = trace.get_tracer("peer.instrumentation.openai").start_span(name, kind=SpanKind.CLIENT)
     span.set_attributes(attributes)
     span.end()
 
@@ -276,3 +277,32 @@ def test_peer_span_to_a_loopback_endpoint_follows_the_local_rule(
     attrs = dict(spans.get_finished_spans()[0].attributes or {})
     assert attrs[A.ENDPOINT_LOCAL] is True
     assert attrs[A.COST_STATUS] == status
+
+
+def test_a_scope_that_turns_out_to_make_llm_spans_is_accounted_then_hooked(
+    harness: Harness, spans: InMemorySpanExporter
+) -> None:
+    """A tracer whose name says nothing of LLMs, whose span says it is an LLM call only after it
+    started: that first span is charged and counted when it ends (too late for attributes), and the
+    scope's later spans are priced on the span like any other."""
+    name, attributes = PEERS["official semconv"]
+    tracer = trace.get_tracer("acme.internal.tracing")
+    for _ in range(2):
+        span = tracer.start_span(name, kind=SpanKind.CLIENT)
+        span.set_attributes(attributes)
+        span.end()
+    first, second = spans.get_finished_spans()
+    assert A.COST_STATUS not in (first.attributes or {})
+    assert (second.attributes or {})[A.COST_STATUS] == "priced"
+    assert harness.sample("costspan_requests_total", provider="openai", outcome="success") == 2
+
+
+def test_plain_spans_of_a_watched_scope_stop_being_checked(harness: Harness, spans: InMemorySpanExporter) -> None:
+    from costspan import wiring
+    from costspan.processors.cost_span_processor import PLAIN, WATCH_SPANS
+
+    tracer = trace.get_tracer("acme.http.client")
+    for _ in range(WATCH_SPANS + 1):
+        tracer.start_span("GET /health").end()
+    assert wiring.processor()._scopes["acme.http.client"] == PLAIN
+    assert harness.sample("costspan_requests_total") == 0

@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from costspan.exporters import prometheus_endpoint
-from costspan.exporters.prometheus_endpoint import serve
 from prometheus_client import CollectorRegistry, Counter
 
 from costspan.errors import ConfigError
+from costspan.exporters import prometheus_endpoint
+from costspan.exporters.prometheus_endpoint import serve
 from costspan.settings import load_settings
 
 
@@ -158,7 +158,7 @@ WORKER = textwrap.dedent(
     from costspan.settings import load_settings
     from costspan.exporters.prometheus import PrometheusMetrics
     from costspan.exporters.prometheus_endpoint import exposition_registry, serve
-    from costspan.accounting import Accounted
+    from costspan.accounted import Accounted
     from costspan.pricing import Quote
     from costspan.usage import CallFacts, Usage
 

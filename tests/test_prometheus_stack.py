@@ -29,9 +29,9 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from costspan.dashboards import build
 
 from costspan import runtime as runtime_module
+from costspan.dashboards import build
 from costspan.standin import ProviderServer
 from tests.fakes.prom_stack import (
     REAL_TRAFFIC_YAML,

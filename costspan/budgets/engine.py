@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from costspan.accounting import BudgetSnapshot, ChargeResult, ThresholdCrossing
+from costspan.accounted import BudgetSnapshot, ChargeResult, ThresholdCrossing
 from costspan.budgets.config import BudgetsConfig, parse
 from costspan.budgets.guard import GuardedStore
 from costspan.budgets.rules import REQUESTS, TOKENS, UNIT_NAMES, USD, Rule

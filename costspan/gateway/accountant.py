@@ -2,7 +2,7 @@
 
 The same path as in-process, with what the wire adds:
 
-* one decoder (:func:`~costspan.processors.span_facts.facts_from_attributes`) and one accounting
+* one decoder (:func:`~costspan.processors.codec.decode`) and one accounting
   service (:meth:`~costspan.runtime.Runtime.account`: pricer, budgets, Prometheus, OTLP metrics,
   ledger), so a span priced here and one priced in-process cannot differ;
 * spans whose ids are malformed are rejected (removed and reported as partial success), never
@@ -29,12 +29,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from costspan import attributes as A
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.gateway.claims import SpanClaims
 from costspan.gateway.values import add_event, attributes, set_attributes
 from costspan.gateway.window import TraceWindow, Verdict
+from costspan.processors.codec import GENAI_MARKERS, decode
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
-from costspan.processors.span_facts import GENAI_MARKERS, facts_from_attributes
 from costspan.runtime import Runtime
 from costspan.usage import CallFacts
 
@@ -113,7 +113,7 @@ class Accountant:
     def _candidate(self, span: Span, resource: Mapping[str, Any], outcome: Outcome) -> _Candidate:
         attrs = attributes(span.attributes)
         try:
-            facts = facts_from_attributes(attrs)
+            facts = decode(attrs)
         except Exception:  # a hostile value the decoder did not expect: pass the span through unpriced
             self._log_once("decode")
             facts = None
@@ -170,13 +170,13 @@ class Accountant:
             return NO_MODEL
         facts = self._complete(c)
         if accounts:
-            accounted = self.runtime.account(facts)
+            accounted = self.runtime.accounting.account(facts)
             set_attributes(c.span, cost_attributes(accounted, c.attrs))
             at = c.span.end_time_unix_nano or time.time_ns()
             for name, values in threshold_events(accounted):
                 add_event(c.span, name, at, values)
             return accounted.quote.status
-        copy = Accounted(facts, self.runtime.checked_price(facts))
+        copy = Accounted(facts, self.runtime.accounting.checked_price(facts))
         set_attributes(c.span, cost_attributes(copy, c.attrs))
         return DUPLICATE
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 
 Row = tuple[object, ...]
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from costspan.accounting import Accounted
+from costspan.accounted import Accounted
 from costspan.faults import is_outage
 from costspan.ledger import prune as prune_module
 from costspan.ledger import schema

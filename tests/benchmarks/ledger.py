@@ -15,9 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from costspan.accounted import Accounted  # noqa: E402
 from costspan.exporters.ledger import LedgerSink  # noqa: E402
-
-from costspan.accounting import Accounted  # noqa: E402
 from costspan.ledger import schema  # noqa: E402
 from costspan.pricing import Quote  # noqa: E402
 from costspan.usage import CallFacts, Usage  # noqa: E402

@@ -42,8 +42,9 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from costspan.exporters.prometheus import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TTFC_BUCKETS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from costspan.exporters.metric_constants import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TTFC_BUCKETS
 
 T = TypeVar("T")
 

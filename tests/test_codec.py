@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from costspan.processors.span_facts import facts_from_attributes, is_genai
-
+from costspan.processors.codec import decode, is_genai
 from costspan.usage import Usage
 
 
 def test_semconv_attributes() -> None:
-    facts = facts_from_attributes(
+    facts = decode(
         {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": "openai",
@@ -28,7 +27,7 @@ def test_semconv_attributes() -> None:
 
 def test_cache_write_is_read_under_both_names() -> None:
     for name in ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens"):
-        facts = facts_from_attributes(
+        facts = decode(
             {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
              "gen_ai.usage.input_tokens": 500, name: 300}
         )
@@ -36,7 +35,7 @@ def test_cache_write_is_read_under_both_names() -> None:
 
 
 def test_openllmetry_names() -> None:
-    facts = facts_from_attributes(
+    facts = decode(
         {
             "gen_ai.system": "OpenAI",
             "llm.request.type": "chat",
@@ -52,7 +51,7 @@ def test_openllmetry_names() -> None:
 
 
 def test_openllmetry_anthropic_input_gets_cache_traffic_added_back() -> None:
-    facts = facts_from_attributes(
+    facts = decode(
         {
             "gen_ai.system": "anthropic",
             "gen_ai.request.model": "claude-3-5-haiku",
@@ -75,16 +74,16 @@ def test_openinference_names() -> None:
         "llm.token_count.completion_details.reasoning": 3,
     }
     assert is_genai(attrs)
-    facts = facts_from_attributes(attrs)
+    facts = decode(attrs)
     assert facts is not None
     assert facts.usage == Usage(input_tokens=30, output_tokens=9, cache_read_tokens=10, reasoning_tokens=3)
 
 
 def test_span_without_model_or_marker_is_not_an_llm_call() -> None:
     assert not is_genai({"http.method": "GET"})
-    assert facts_from_attributes({"gen_ai.operation.name": "chat"}) is None
+    assert decode({"gen_ai.operation.name": "chat"}) is None
 
 
 def test_span_without_usage_says_so() -> None:
-    facts = facts_from_attributes({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"})
+    facts = decode({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"})
     assert facts is not None and not facts.has_usage and facts.usage_source == "none"

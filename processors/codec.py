@@ -1,9 +1,13 @@
-"""Reads the facts of an LLM call off a span's attributes, whoever produced the span.
+"""The codec between an LLM call's facts and span attributes, both ways.
 
-Ours and the official instrumentation use the current semantic conventions; OpenLLMetry,
-OpenLIT, OpenInference and the Vercel AI SDK (``ai.*``) use older or their own names. Reading all
-of them here is what lets the processor, and the gateway for spans of any language, price spans
-from instrumentations costspan does not ship.
+:func:`encode` writes the facts costspan's own instrumentors hold onto their spans, in the GenAI
+semantic conventions; :func:`decode` reads them back off any span, whoever produced it, which is
+how the processor and the gateway price spans of instrumentations costspan does not ship. Ours and
+the official instrumentation use the current semantic conventions; OpenLLMetry, OpenLIT,
+OpenInference and the Vercel AI SDK (``ai.*``) use older or their own names, all read here. What
+costspan writes it reads back unchanged (``decode(encode(facts))`` keeps every attribute-carried
+fact: the round trip is tested), so a span priced by the gateway and the same call priced
+in-process agree.
 """
 
 from __future__ import annotations
@@ -12,11 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from costspan import attributes as A
-from costspan.money import usd_to_nanos
 from costspan.pricing.names import canonical_provider
 from costspan.usage import CallFacts, Usage, as_count
-
-DECLARED_COST = "costspan.cost.declared_usd"
 
 _OPERATION_ALIASES = {
     "completion": "text_completion",
@@ -92,7 +93,7 @@ def _first_str(attributes: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
-def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
+def decode(attributes: Mapping[str, Any]) -> CallFacts | None:
     """The call's facts, or None when the span names no model (nothing to price)."""
     model = _first_str(attributes, A.REQUEST_MODEL, *A.PEER_MODEL)
     response_model = _first_str(attributes, A.RESPONSE_MODEL, *A.PEER_RESPONSE_MODEL)
@@ -123,7 +124,6 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         images=images,
     )
     ttfc = attributes.get(A.RESPONSE_TTFC)
-    declared = attributes.get(DECLARED_COST)
     return CallFacts(
         provider=provider,
         request_model=model or response_model or "",
@@ -142,6 +142,47 @@ def facts_from_attributes(attributes: Mapping[str, Any]) -> CallFacts | None:
         project=_first_str(attributes, A.PROJECT, *A.PEER_PROJECT),
         feature=_first_str(attributes, A.FEATURE, *A.PEER_FEATURE),
         user=_first_str(attributes, A.USER_ID, *A.PEER_USER),
-        declared_cost_nanos=usd_to_nanos(str(declared)) if declared is not None else None,
         prompt_hash=_first_str(attributes, A.PROMPT_HASH),
     )
+
+
+def encode(facts: CallFacts) -> dict[str, Any]:
+    """The span attributes of a call's facts, as costspan's own spans carry them (semconv names).
+
+    The facts a span holds in other ways (start and end time, trace and span ids) and what is never
+    on a span (a cost the application declared) are not attributes. Zero subset counts are left
+    out, as the instrumentors always did."""
+    usage = facts.usage
+    values: dict[str, Any] = {
+        A.OPERATION: facts.operation,
+        A.PROVIDER: facts.provider,
+        A.REQUEST_MODEL: facts.request_model,
+        A.USAGE_SOURCE: facts.usage_source,
+    }
+    optional: tuple[tuple[str, object], ...] = (
+        (A.RESPONSE_MODEL, facts.response_model),
+        (A.REQUEST_STREAM, facts.stream or None),
+        (A.OPENAI_SERVICE_TIER, facts.service_tier),
+        (A.SERVER_ADDRESS, facts.server_address),
+        (A.SERVER_PORT, facts.server_port),
+        (A.ENDPOINT_LOCAL, facts.local),
+        (A.RESPONSE_TTFC, facts.time_to_first_chunk_s),
+        (A.ERROR_TYPE, facts.error_type),
+        (A.PROJECT, facts.project),
+        (A.FEATURE, facts.feature),
+        (A.USER_ID, facts.user),
+        (A.PROMPT_HASH, facts.prompt_hash),
+    )
+    values.update((name, value) for name, value in optional if value is not None)
+    if facts.has_usage:
+        values[A.INPUT_TOKENS] = usage.input_tokens
+        values[A.OUTPUT_TOKENS] = usage.output_tokens
+        counts = (
+            (A.CACHE_READ_TOKENS, usage.cache_read_tokens),
+            (A.CACHE_CREATION_TOKENS, usage.cache_write_tokens),
+            (A.CACHE_WRITE_1H_TOKENS, usage.cache_write_1h_tokens),
+            (A.REASONING_TOKENS, usage.reasoning_tokens),
+            (A.IMAGE_COUNT, usage.images),
+        )
+        values.update((name, count) for name, count in counts if count)
+    return values
