@@ -2,7 +2,8 @@
 
 Zero-code use is through ``opentelemetry-instrument``; this module is the small Python API for
 the rest: ``configure`` (manual OpenTelemetry setup), ``attribute`` (who a call is for),
-``track`` (items no instrumentor sees) and ``status`` (budgets and quotas, for in-app display).
+``track`` (items no instrumentor sees), ``status`` (budgets and quotas, for in-app display) and
+``flush`` (for applications that handle SIGTERM themselves).
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ def status() -> list[dict[str, Any]]:
     return [entry.as_dict() for entry in current.budgets.status()]
 
 
+def flush() -> None:
+    """Write out everything recorded (ledger rows, spend kept during a store outage, the last OTLP
+    figures), and from now on write each call as soon as it ends: what costspan does on SIGTERM,
+    for an application that handles its signals itself (``COSTSPAN_SIGTERM=false``)."""
+    from costspan import runtime
+
+    runtime.drain()
+
+
 __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "__version__",
     "attribute",
     "configure",
+    "flush",
     "status",
     "track",
 ]

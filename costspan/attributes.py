@@ -1,36 +1,42 @@
 """Attribute names: the GenAI semantic conventions we emit and read, and costspan's own.
 
 Kept in one module so instrumentors, the processor and the exporters cannot drift apart on a
-spelling; the names are a public contract (DESIGN.md, "Span attributes").
+spelling; the names are a public contract (docs/architecture.md, "The public contract").
 """
 
 from __future__ import annotations
 
-# GenAI semantic conventions (v1.41).
-OPERATION = "gen_ai.operation.name"
-PROVIDER = "gen_ai.provider.name"
-SYSTEM_DEPRECATED = "gen_ai.system"
-REQUEST_MODEL = "gen_ai.request.model"
-REQUEST_STREAM = "gen_ai.request.stream"
-REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-RESPONSE_MODEL = "gen_ai.response.model"
-RESPONSE_ID = "gen_ai.response.id"
-RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
-RESPONSE_TTFC = "gen_ai.response.time_to_first_chunk"
-INPUT_TOKENS = "gen_ai.usage.input_tokens"
-OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
+from opentelemetry.semconv._incubating.attributes import user_attributes as _user
+from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import server_attributes as _server
+
+# GenAI semantic conventions, from opentelemetry-semantic-conventions where it defines them.
+OPERATION = _gen_ai.GEN_AI_OPERATION_NAME
+PROVIDER = _gen_ai.GEN_AI_PROVIDER_NAME
+SYSTEM_DEPRECATED = _gen_ai.GEN_AI_SYSTEM
+REQUEST_MODEL = _gen_ai.GEN_AI_REQUEST_MODEL
+REQUEST_STREAM = _gen_ai.GEN_AI_REQUEST_STREAM
+REQUEST_MAX_TOKENS = _gen_ai.GEN_AI_REQUEST_MAX_TOKENS
+RESPONSE_MODEL = _gen_ai.GEN_AI_RESPONSE_MODEL
+RESPONSE_ID = _gen_ai.GEN_AI_RESPONSE_ID
+RESPONSE_FINISH_REASONS = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+RESPONSE_TTFC = _gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+INPUT_TOKENS = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+OUTPUT_TOKENS = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+CACHE_READ_TOKENS = _gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+CACHE_CREATION_TOKENS = _gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
 CACHE_WRITE_TOKENS = "gen_ai.usage.cache_write.input_tokens"
-REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
-SERVER_ADDRESS = "server.address"
-SERVER_PORT = "server.port"
-ERROR_TYPE = "error.type"
-INPUT_MESSAGES = "gen_ai.input.messages"
+"""The name the rename under way gives cache writes (the anthropic SDK's span uses it); not released yet."""
+REASONING_TOKENS = _gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
+SERVER_ADDRESS = _server.SERVER_ADDRESS
+SERVER_PORT = _server.SERVER_PORT
+ERROR_TYPE = _error.ERROR_TYPE
+INPUT_MESSAGES = _gen_ai.GEN_AI_INPUT_MESSAGES
 """Request content as JSON; only with ``COSTSPAN_CAPTURE_CONTENT=true``."""
-OUTPUT_MESSAGES = "gen_ai.output.messages"
+OUTPUT_MESSAGES = _gen_ai.GEN_AI_OUTPUT_MESSAGES
 """Response text as JSON; only with ``COSTSPAN_CAPTURE_CONTENT=true``."""
-USER_ID = "user.id"
+USER_ID = _user.USER_ID
 OPENAI_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 

@@ -1,6 +1,6 @@
 """Money for people in another currency, from a configured rate: ``currency: {code: EUR, per_usd: 0.92}``.
 
-Spans, metrics and stores stay in USD nano-dollars (DESIGN.md); only what people read (reports,
+Spans, metrics and stores stay in USD nano-dollars (docs/architecture.md, rule 6); only what people read (reports,
 ``costspan prices quote``, advice) is converted, always labelled with its code, so nobody mistakes
 a converted figure for a billed amount. One module so every command reads the section the same way.
 """

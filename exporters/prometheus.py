@@ -1,6 +1,6 @@
 """costspan's figures as Prometheus series, in prometheus-client's plain style.
 
-Names and labels are the contract in DESIGN.md ("Metrics"); dashboards and alert rules query
+Names and labels are the contract in README.md ("Metrics") and docs/architecture.md; dashboards and alert rules query
 them. User ids never become labels; every other label goes through a :class:`LabelLimiter`.
 """
 

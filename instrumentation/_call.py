@@ -1,6 +1,6 @@
 """One LLM request in flight: its span, its pre-call budget check, and its single end.
 
-Instrumentors report facts only (DESIGN.md, rule 1): model, provider, operation, token counts
+Instrumentors report facts only (docs/architecture.md, rule 1): model, provider, operation, token counts
 as the provider reported them (normalised to semconv), and whether they were estimated. The call
 holds those facts from its start (where it went, who it is for, when) to its end (the response),
 hands them to the accounting service with the reservation its budget check took, writes the facts

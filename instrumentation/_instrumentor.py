@@ -1,12 +1,15 @@
-"""Patching client methods: the part of ``_instrument``/``_uninstrument`` every provider shares."""
+"""Patching client methods, and the instrumentor every provider's is: what all of them share."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]  # not in the module's __all__
+    BaseInstrumentor,
+)
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
@@ -53,3 +56,22 @@ def unpatch(methods: Iterable[MethodSpec]) -> None:
         owner = _owner(spec)
         if owner is not None:
             unwrap(owner, spec.method)
+
+
+class ClientInstrumentor(BaseInstrumentor):
+    """One client library's instrumentor, registered under ``opentelemetry_instrumentor``.
+
+    A subclass names the library and its supported versions (``instruments``, from
+    :mod:`costspan.instrumentation.package`) and the methods it wraps (``methods``)."""
+
+    instruments: ClassVar[tuple[str, ...]] = ()
+    methods: ClassVar[tuple[MethodSpec, ...]] = ()
+
+    def instrumentation_dependencies(self) -> tuple[str, ...]:
+        return self.instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        patch(self.methods, kwargs.get("tracer_provider"))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch(self.methods)

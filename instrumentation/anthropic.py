@@ -15,17 +15,17 @@ in, so they are added back. Cache writes say in ``cache_creation`` how many were
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._anthropic_format import EventObserver, usage_from
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._sdk_format import field
 from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
@@ -166,14 +166,8 @@ METHODS: tuple[MethodSpec, ...] = (
 )
 
 
-class AnthropicInstrumentor(BaseInstrumentor):
+class AnthropicInstrumentor(ClientInstrumentor):
     """``costspan_anthropic``: ``messages`` and ``beta.messages`` (create, parse, stream), sync and async."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("anthropic >= 0.40",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.ANTHROPIC
+    methods = METHODS

@@ -26,18 +26,18 @@ span as ``cloud.region``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.client  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._anthropic_format import EventObserver
 from costspan.instrumentation._anthropic_format import usage_from as anthropic_usage
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, finish_abandoned, wrap_stream
 from costspan.instrumentation._wrapping import Operation
@@ -434,14 +434,8 @@ _OPERATION = Operation(
 METHODS: tuple[MethodSpec, ...] = (MethodSpec("botocore.client", "BaseClient", "_make_api_call", _OPERATION),)
 
 
-class BedrockInstrumentor(BaseInstrumentor):
+class BedrockInstrumentor(ClientInstrumentor):
     """``costspan_bedrock``: Converse, ConverseStream, InvokeModel and InvokeModelWithResponseStream (boto3)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("botocore >= 1.34",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.BEDROCK
+    methods = METHODS

@@ -15,14 +15,14 @@ first ``next()``, and the proxy sees its events from there, ``message-end`` brin
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import cohere  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
 from costspan.instrumentation._wrapping import Operation
@@ -143,14 +143,8 @@ def _methods(owner: str) -> tuple[MethodSpec, ...]:
 METHODS: tuple[MethodSpec, ...] = (*_methods("V2Client"), *_methods("AsyncV2Client"))
 
 
-class CohereInstrumentor(BaseInstrumentor):
+class CohereInstrumentor(ClientInstrumentor):
     """``costspan_cohere``: v2 chat, chat_stream, embed and rerank, sync and async."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("cohere >= 5.11",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.COHERE
+    methods = METHODS

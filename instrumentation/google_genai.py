@@ -15,14 +15,13 @@ one request and is wrapped as it is. The SDK makes no spans of its own (3.x).
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 from google.genai import models  # ModuleNotFoundError here tells the launcher to skip us
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._lazy import pin_attribution
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
@@ -162,14 +161,8 @@ def _methods(owner: type) -> tuple[MethodSpec, ...]:
 METHODS: tuple[MethodSpec, ...] = (*_methods(models.Models), *_methods(models.AsyncModels))
 
 
-class GoogleGenAIInstrumentor(BaseInstrumentor):
+class GoogleGenAIInstrumentor(ClientInstrumentor):
     """``costspan_google_genai``: content generation (plain and streamed) and embeddings, sync and ``client.aio``."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("google-genai >= 1.0",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.GOOGLE_GENAI
+    methods = METHODS

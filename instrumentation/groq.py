@@ -7,13 +7,10 @@ reads. The groq SDK makes no spans of its own (1.x), so every call gets one of o
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
-
 import groq  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation import package
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._openai_format import ChatChunkObserver, chat_response, request_reader
 from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._wrapping import Operation
@@ -29,14 +26,8 @@ METHODS: tuple[MethodSpec, ...] = (
 )
 
 
-class GroqInstrumentor(BaseInstrumentor):
+class GroqInstrumentor(ClientInstrumentor):
     """``costspan_groq``: spans with usage for chat completions, sync, async and streaming."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("groq >= 0.11",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.GROQ
+    methods = METHODS

@@ -14,15 +14,14 @@ twice, so the instrumentor then only asks the budgets and the processor prices t
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
 from typing import Any
 
 import mistralai  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._call import Request
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._openai_format import (
     ChatChunkObserver,
     chat_response,
@@ -119,14 +118,8 @@ def _methods(package: str) -> tuple[MethodSpec, ...]:
 METHODS: tuple[MethodSpec, ...] = (*_methods("mistralai.client"), *_methods("mistralai"))
 
 
-class MistralInstrumentor(BaseInstrumentor):
+class MistralInstrumentor(ClientInstrumentor):
     """``costspan_mistral``: chat (complete, stream), FIM and embeddings, sync and async."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("mistralai >= 1.2",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.MISTRAL
+    methods = METHODS

@@ -9,14 +9,13 @@ are priced when a price is known. The ollama SDK makes no spans of its own (0.6)
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 import ollama  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_of
@@ -120,14 +119,8 @@ def _methods(owner: str) -> tuple[MethodSpec, ...]:
 METHODS: tuple[MethodSpec, ...] = (*_methods("Client"), *_methods("AsyncClient"))
 
 
-class OllamaInstrumentor(BaseInstrumentor):
+class OllamaInstrumentor(ClientInstrumentor):
     """``costspan_ollama``: chat, generate and embeddings, sync, async and streaming."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("ollama >= 0.4",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.OLLAMA
+    methods = METHODS

@@ -6,14 +6,13 @@ servers...), because the same SDK talks to all of them and they bill differently
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 import openai  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
-from costspan.instrumentation._instrumentor import MethodSpec, patch, unpatch
+from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._openai_format import (
     ChatChunkObserver,
     chat_response,
@@ -128,14 +127,8 @@ METHODS: tuple[MethodSpec, ...] = (
 )
 
 
-class OpenAIInstrumentor(BaseInstrumentor):
+class OpenAIInstrumentor(ClientInstrumentor):
     """``costspan_openai``: spans with usage for chat, completions, embeddings, responses and images."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("openai >= 1.40",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        patch(METHODS, kwargs.get("tracer_provider"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch(METHODS)
+    instruments = package.OPENAI
+    methods = METHODS

@@ -3,7 +3,7 @@
 A dropped span never reaches a processor, so with ``always_off`` (or a 1% ratio) calls would go
 unpriced and budgets unenforced. The guard turns a DROP of an LLM span into RECORD_ONLY: the span
 is recorded and seen by the CostSpanProcessor, but not sampled, so exporters still skip it.
-Trace sampling and accounting stay independent (DESIGN.md, rule 3).
+Trace sampling and accounting stay independent (docs/architecture.md, rule 7).
 """
 
 from __future__ import annotations

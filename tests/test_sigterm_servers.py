@@ -183,3 +183,42 @@ def test_an_application_that_ignores_sigterm_keeps_running_and_recording(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert books(tmp_path)[0] == calls
+
+
+OWN_HANDLER = """
+import os, signal, sys, time
+import openai
+import costspan
+from costspan.instrumentation.openai import OpenAIInstrumentor
+OpenAIInstrumentor().instrument()
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)  # costspan installed no handler
+def on_term(signum, frame):
+    costspan.flush()
+    os._exit(0)  # this application leaves at once: no atexit, so only what flush() wrote is kept
+signal.signal(signal.SIGTERM, on_term)
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="k", max_retries=0)
+for i in range(int(sys.argv[2])):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+print("done", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_an_application_that_owns_its_signals_turns_costspan_s_handler_off_and_flushes(
+    provider_server: ProviderServer, tmp_path: Path
+) -> None:
+    calls = 25
+    process = subprocess.Popen(
+        [sys.executable, "-c", OWN_HANDLER, provider_server.base_url, str(calls)],
+        env=server_env(tmp_path, provider_server, COSTSPAN_SIGTERM="false"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "True"
+    assert process.stdout.readline().strip() == "done"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    rows, cost, spend = books(tmp_path)
+    assert rows == calls and spend == cost > 0

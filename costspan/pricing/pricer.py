@@ -1,6 +1,6 @@
 """The pricer: every catalog behind one memoised lookup, then exact integer pricing per call.
 
-Precedence, first match wins (DESIGN.md, "Pricing"):
+Precedence, first match wins (docs/architecture.md):
 
 1. the user's price files (``pricing.files``), for any of the names a model may be known by;
 2. for each name, most specific first: genai-prices, then the maps imported with

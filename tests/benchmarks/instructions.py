@@ -50,7 +50,7 @@ def instructions(variant: str, kind: str, calls: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=200)
-    ap.add_argument("--kind", default="sync", choices=["sync", "stream", "async"])
+    ap.add_argument("--kind", default="sync", choices=["sync", "stream", "async", "plain"])
     ap.add_argument("variants", nargs="*", default=["bare", "bare+span", "costspan"])
     args = ap.parse_args()
     per_call = {}

@@ -18,6 +18,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,16 +97,30 @@ def build_variants(tracer: trace.Tracer) -> list[Variant]:
     from costspan.instrumentation.openai import OpenAIInstrumentor
 
     ours = OpenAIInstrumentor()
+    def with_ledger() -> None:
+        """The whole pipeline: the SQLite ledger written by its thread, beside a store in a temporary folder."""
+        os.environ["COSTSPAN_LEDGER"] = "on"
+        os.environ["COSTSPAN_STORE"] = f"sqlite:///{tempfile.mkdtemp(prefix='costspan-bench-')}/costspan.db"
+        ours.instrument()
+
     variants = [
         Variant("bare", lambda: None, lambda: None),
         Variant("bare+span", lambda: None, lambda: None, span=True),
         Variant("costspan", ours.instrument, ours.uninstrument),
+        Variant("costspan+ledger", with_ledger, ours.uninstrument),
     ]
     try:
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor as Peer
 
         peer = Peer()
         variants.append(Variant("openllmetry", peer.instrument, peer.uninstrument))
+    except Exception:
+        pass
+    try:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as Official
+
+        official = Official()
+        variants.append(Variant("official", official.instrument, official.uninstrument))
     except Exception:
         pass
     return variants
@@ -116,7 +131,9 @@ SPAN_ATTRS = {f"gen_ai.attr{i}": i for i in range(18)}
 
 def one_call(kind: str, sync: openai.OpenAI, async_: openai.AsyncOpenAI, tracer: trace.Tracer, span: bool) -> None:
     def body() -> None:
-        if kind == "sync":
+        if kind == "plain":  # a span that is not an LLM call's (an HTTP or database span of the application)
+            tracer.start_span("GET /health").end()
+        elif kind == "sync":
             sync.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
         elif kind == "stream":
             for _ in sync.chat.completions.create(
@@ -182,7 +199,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--only", help="run one variant (for callgrind)")
-    ap.add_argument("--kind", default="sync", choices=["sync", "stream", "async"])
+    ap.add_argument("--kind", default="sync", choices=["sync", "stream", "async", "plain"])
     ap.add_argument("--memory", type=int, default=0, help="calls for the memory-growth check (0: skip)")
     args = ap.parse_args()
 
