@@ -208,12 +208,13 @@ class _Handler(BaseHTTPRequestHandler):
         end = cut_point(len(data), scenario.end_at_byte)
         if end is not None:  # a body that ends early, and says so
             data = data[:end]
-        self._start(reply.status, reply.content_type, reply.headers)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
         cut = cut_point(len(data), scenario.cut_at_byte, short=True)
         if cut is None and scenario.cut_after is not None:  # a dropped connection: half of the promised body
             cut = len(data) // 2
+        self._start(reply.status, reply.content_type, reply.headers)
+        # A dropped connection always owes bytes, even when the body it promised was empty.
+        self.send_header("content-length", str(max(len(data), 1) if cut is not None else len(data)))
+        self.end_headers()
         if cut is not None:
             self.wfile.write(data[:cut])
             self._abort()
