@@ -20,11 +20,13 @@ Every case is named ``{sdk}/{mode}/{n}`` with its fault kinds, so a failure repr
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import math
 import os
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,10 +50,13 @@ from tests.test_instrumentation_errors import MESSAGES, SDKS, Sdk, _openai_instr
 __all__ = ["end_calls", "instrumented"]  # fixtures: every instrumentor on; end() calls counted
 
 SEED = 20_251_010
-CASES = int(os.environ.get("COSTSPAN_DRILL_CASES", "30"))
-"""Fuzzed answers per SDK and mode: 5 x 4 x 30 = 600 calls through costspan (and as many bare)."""
+CASES = int(os.environ.get("COSTSPAN_DRILL_CASES", "24"))
+"""Fuzzed answers per SDK and mode: 5 x 5 x 24 = 600 calls through costspan (and as many bare)."""
 
-MODES = ("sync", "async", "stream-sync", "stream-async")
+MODES = ("sync", "async", "stream-sync", "stream-async", "stream-abandoned")
+"""``stream-abandoned``: the application reads a few chunks and drops the stream unclosed (the
+garbage collector finalises it), as a request handler that returns early does."""
+ABANDON_AFTER = 3
 
 BUDGET_YAML = "budgets:\n  - {name: drill, limit_usd: 1000000, window: day}\n"
 
@@ -81,7 +86,7 @@ VARIANTS = [
         lambda url: anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0),
         _ANTHROPIC.call, _ANTHROPIC.stream, _ANTHROPIC.async_call, _ANTHROPIC.async_stream),
 ]
-VARIANT_MODES = {"anthropic-helper": ("stream-sync", "stream-async")}
+VARIANT_MODES = {"anthropic-helper": ("stream-sync", "stream-async", "stream-abandoned")}
 FAMILY = {"openai-responses": "openai-responses", "anthropic-helper": "anthropic", "anthropic-traced": "anthropic"}
 VARIANT_CASES = max(1, CASES // 3)
 
@@ -236,6 +241,13 @@ def run_sync(sdk: Sdk, client: Any, mode: str) -> Outcome:
         if mode == "sync":
             outcome.value = _dump(sdk.call(client))
             return outcome
+        if mode == "stream-abandoned":
+            try:
+                _read_and_drop(sdk, client, outcome)
+            except Exception as exc:  # kept without its traceback, whose frames would keep the stream alive
+                outcome.error = exc.with_traceback(None)
+            gc.collect()  # finalises the dropped stream (and ends its span) here, not in a later case
+            return outcome
         stream = sdk.stream(client)
         if not hasattr(getattr(stream, "__wrapped__", stream), "__iter__"):  # a manager: the helper's way
             with stream as events:
@@ -250,6 +262,16 @@ def run_sync(sdk: Sdk, client: Any, mode: str) -> Outcome:
     except Exception as exc:
         outcome.error = exc
     return outcome
+
+
+def _read_and_drop(sdk: Sdk, client: Any, outcome: Outcome) -> None:
+    stream = sdk.stream(client)
+    if not hasattr(getattr(stream, "__wrapped__", stream), "__iter__"):
+        stream = stream.__enter__()  # the helper's manager, entered and never exited
+    for chunk in stream:
+        outcome.chunks.append(_dump(chunk))
+        if len(outcome.chunks) == ABANDON_AFTER:
+            break
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -290,7 +312,7 @@ async def _aclose(client: Any) -> None:
 
 
 def run(sdk: Sdk, client: Any, url: str, mode: str) -> Outcome:
-    if mode in ("sync", "stream-sync"):
+    if mode in ("sync", "stream-sync", "stream-abandoned"):
         return run_sync(sdk, client, mode)
     return asyncio.run(_run_async(sdk, url, mode))
 
@@ -414,6 +436,10 @@ def drill(
         end_calls.clear()
         before = Books.read(harness)
         got = run(sdk, client, url, mode)
+        if mode == "stream-abandoned":  # costspan ends an abandoned stream's span on a thread of its own
+            deadline = time.monotonic() + 5
+            while not llm_spans(spans) and time.monotonic() < deadline:
+                time.sleep(0.002)
         figures.tried += 1
         if got.picture() != reference.picture():
             figures.changed.append(f"{name}: got {got.picture()!r}, bare SDK {reference.picture()!r}")
@@ -506,3 +532,59 @@ def test_every_fault_kind_is_drilled() -> None:
         assert kinds == set(FAULT_KINDS), (sdk.name, set(FAULT_KINDS) - kinds)
         assert events == set(ODD_EVENTS), (sdk.name, set(ODD_EVENTS) - events)
         assert malformed == set(MALFORMED), (sdk.name, set(MALFORMED) - malformed)
+
+
+# --- regressions: what the drills found ---------------------------------------------------------
+
+
+def _responses_client(server: ProviderServer) -> Any:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_responses_answer_with_null_output_is_still_read_and_its_span_ends(
+    stream: bool, make_runtime: Callable[..., Harness], provider_server: ProviderServer,
+    spans: InMemorySpanExporter, end_calls: Counter[int],
+) -> None:
+    """Drill openai-responses/stream-abandoned/3: an answer whose ``response`` has ``output: null``.
+
+    openai's ``Response.output_text`` is a property that iterates ``output`` and raised TypeError
+    inside costspan's reader. A stream's span then never ended (the reader ran before ``succeed``),
+    and a plain call lost its reported usage (priced as "reported no usage")."""
+    harness = make_runtime(COSTSPAN_ENDPOINTS=f"{provider_server.base_url}/v1=openai")
+    provider_server.enqueue(Scenario(counts={"output": None}), times=2)
+    client = _responses_client(provider_server)
+    with uninstrumented():
+        reference = run_sync(VARIANTS[0], client, "stream-sync" if stream else "sync")
+    got = run_sync(VARIANTS[0], client, "stream-sync" if stream else "sync")
+    assert got.picture() == reference.picture()
+
+    (span,) = llm_spans(spans)
+    assert dict(end_calls) == {span.context.span_id: 1}
+    attrs: dict[str, Any] = dict(span.attributes or {})
+    assert attrs[A.USAGE_SOURCE] == "reported"
+    assert attrs[A.INPUT_TOKENS] > 0 and attrs[A.OUTPUT_TOKENS] > 0
+    assert attrs[A.COST_USD] > 0
+    assert harness.sample("costspan_cost_usd_total") == pytest.approx(attrs[A.COST_USD], rel=1e-12)
+
+
+def test_stream_whose_answer_cannot_be_read_still_ends_its_span(
+    make_runtime: Callable[..., Harness], provider_server: ProviderServer, spans: InMemorySpanExporter,
+    end_calls: Counter[int], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever a stream's reader trips on at the end, the span ends, as a plain call's does (with no
+    usage read, so the call is counted and left unpriced, never dropped)."""
+    from costspan.instrumentation import openai as instrumentation
+
+    def unreadable(self: Any) -> Any:
+        raise TypeError("an answer costspan cannot read")
+
+    monkeypatch.setattr(instrumentation.ResponsesEventObserver, "response", unreadable)
+    harness = make_runtime(COSTSPAN_ENDPOINTS=f"{provider_server.base_url}/v1=openai")
+    got = run_sync(VARIANTS[0], _responses_client(provider_server), "stream-sync")
+    assert got.error is None and got.chunks
+
+    (span,) = llm_spans(spans)
+    assert dict(end_calls) == {span.context.span_id: 1}
+    assert harness.sample("costspan_requests_total") == 1
+    assert harness.sample("costspan_cost_usd_total") == 0
