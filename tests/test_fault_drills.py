@@ -50,8 +50,8 @@ from tests.test_instrumentation_errors import MESSAGES, SDKS, Sdk, _openai_instr
 __all__ = ["end_calls", "instrumented"]  # fixtures: every instrumentor on; end() calls counted
 
 SEED = 20_251_010
-CASES = int(os.environ.get("COSTSPAN_DRILL_CASES", "24"))
-"""Fuzzed answers per SDK and mode: 5 x 5 x 24 = 600 calls through costspan (and as many bare)."""
+CASES = int(os.environ.get("COSTSPAN_DRILL_CASES", "20"))
+"""Fuzzed answers per SDK and mode: 5 x 5 x 20 = 500 calls through costspan (and as many bare)."""
 
 MODES = ("sync", "async", "stream-sync", "stream-async", "stream-abandoned")
 """``stream-abandoned``: the application reads a few chunks and drops the stream unclosed (the
