@@ -209,6 +209,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_prefork_workers_sum_into_one_endpoint(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}

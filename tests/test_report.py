@@ -239,6 +239,7 @@ def test_export_formats_and_filters(ledger: Path, capsys: pytest.CaptureFixture[
     assert sum(r["cost_nanos"] for r in json.loads(out)) == 1_111_111
 
 
+@pytest.mark.slow
 def test_export_memory_is_flat(tmp_path: Path) -> None:
     import tracemalloc
 
