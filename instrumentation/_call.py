@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from costspan.instrumentation.prompt_hash import hash_messages
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -23,7 +24,6 @@ from costspan import attributes as A
 from costspan import attribution
 from costspan.errors import BudgetExceededError
 from costspan.estimation import PER_TOOL_CALL, Sample, message_text
-from costspan.ledger.prompt_hash import hash_messages
 from costspan.providers import Endpoint
 from costspan.runtime import Runtime
 from costspan.usage import USAGE_INVALID, CallFacts, Usage, checked
