@@ -87,6 +87,8 @@ VARIANTS = [
         _ANTHROPIC.call, _ANTHROPIC.stream, _ANTHROPIC.async_call, _ANTHROPIC.async_stream),
 ]
 VARIANT_MODES = {"anthropic-helper": ("stream-sync", "stream-async", "stream-abandoned")}
+DRILLED = [sdk for sdk in SDKS if sdk.name in ("openai", "anthropic", "gemini", "groq", "ollama")]
+"""The five wire formats the fault options cover (the second wave's SDKs have their own tests)."""
 FAMILY = {"openai-responses": "openai-responses", "anthropic-helper": "anthropic", "anthropic-traced": "anthropic"}
 VARIANT_CASES = max(1, CASES // 3)
 
@@ -478,7 +480,7 @@ def figures_report() -> Iterator[None]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("sdk", SDKS, ids=[sdk.name for sdk in SDKS])
+@pytest.mark.parametrize("sdk", DRILLED, ids=[sdk.name for sdk in DRILLED])
 def test_fuzzed_answers_change_nothing_for_the_app_and_keep_the_books(
     sdk: Sdk,
     mode: str,
@@ -519,7 +521,7 @@ def test_fuzzed_answers_through_other_entry_points(
 
 def test_every_fault_kind_is_drilled() -> None:
     """The generator reaches every fault kind, every odd event and every malformation for every SDK."""
-    for sdk in SDKS:
+    for sdk in DRILLED:
         kinds: set[str] = set()
         events: set[str] = set()
         malformed: set[str] = set()
