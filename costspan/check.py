@@ -13,10 +13,10 @@ from costspan.settings import Settings
 
 def check(settings: Settings) -> None:
     """Raise the first :class:`~costspan.errors.ConfigError` the runtime would meet."""
-    from costspan import currency
     from costspan.budgets.config import parse as parse_budgets
     from costspan.exporters import prometheus_endpoint
     from costspan.ledger import config as ledger_config
+    from costspan.money import configured_currency
     from costspan.pricing.pricer import build_pricer
     from costspan.runtime import sample_rate
 
@@ -24,5 +24,5 @@ def check(settings: Settings) -> None:
     parse_budgets(settings)
     ledger_config.load(settings)
     sample_rate(settings)
-    currency.configured(settings)
+    configured_currency(settings)
     prometheus_endpoint.check(settings)

@@ -61,8 +61,8 @@ class LedgerSink:
         self._writer.put(accounted)
 
     def prompt_salt(self) -> bytes:
-        """The salt for :func:`costspan.ledger.prompt_hash.hash_messages`, kept beside the ledger."""
-        from costspan.ledger.prompt_hash import load_salt
+        """The salt for :func:`costspan.instrumentation.prompt_hash.hash_messages`, kept beside the ledger."""
+        from costspan.instrumentation.prompt_hash import load_salt
 
         return load_salt(self.path.parent)
 

@@ -2,12 +2,15 @@
 
 The figures reveal spend, so the endpoint binds 127.0.0.1 unless ``COSTSPAN_PROMETHEUS_ADDR``
 widens it; when it must be reachable from another host, ``prometheus.certfile``/``keyfile``
-turn on prometheus-client's own TLS and ``prometheus.basic_auth`` adds the basic auth that
-prometheus-client lacks server-side (a small WSGI wrapper).
+turn on TLS and ``prometheus.basic_auth`` adds the basic auth that prometheus-client lacks
+server-side (a small WSGI wrapper). The server is prometheus-client's own WSGI app on its public
+``ThreadingWSGIServer``; the few lines its private helpers would give (address family, TLS
+context, a quiet request handler) are written here, so an upgrade of the library cannot break them.
 
 TLS handshakes happen in each connection's own thread, with a deadline
-(:data:`CONNECTION_TIMEOUT_S`): prometheus-client wraps the listening socket, so the handshake
-runs inside ``accept`` and one client that connects and sends nothing stops every scrape.
+(:data:`CONNECTION_TIMEOUT_S`): prometheus-client's ``start_http_server`` wraps the listening
+socket, so the handshake would run inside ``accept`` and one client that connects and sends
+nothing would stop every scrape.
 
 Pre-fork servers (gunicorn, uvicorn workers): with ``PROMETHEUS_MULTIPROC_DIR`` set,
 prometheus-client keeps each worker's counters in that directory; the endpoint serves a
@@ -22,14 +25,15 @@ import base64
 import hmac
 import logging
 import os
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, _get_ssl_ctx, _SilentHandler
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from costspan.errors import ConfigError
 from costspan.settings import Settings
@@ -64,6 +68,27 @@ class _Server(ThreadingWSGIServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that times out or drops mid-request is the client's problem: no traceback on stderr."""
         logger.debug("costspan: /metrics request from %s failed", client_address, exc_info=True)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: a scrape every few seconds would drown the application's own output."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _family(host: str, port: int) -> tuple[socket.AddressFamily, str]:
+    """The address family to bind ``host`` with (IPv6 for ``::``, a v6 literal or a v6-only name)
+    and the address to bind; the socket server would otherwise assume IPv4."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    return family, str(sockaddr[0])
+
+
+def _server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server-side context with the standard library's defaults (TLS 1.2 or newer, no client certificate)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile=certfile, keyfile=keyfile)
+    return context
 
 
 def multiprocess_dir() -> str | None:
@@ -130,7 +155,7 @@ def _tls(settings: Settings, section: Mapping[str, Any]) -> ssl.SSLContext | Non
     if not (certfile and keyfile):
         raise ConfigError(settings.source, "prometheus.certfile", "TLS needs both certfile and keyfile")
     try:
-        return _get_ssl_ctx(certfile, keyfile, ssl.PROTOCOL_TLS_SERVER)
+        return _server_context(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(settings.source, "prometheus.certfile", f"cannot load the certificate: {exc}") from exc
 
@@ -157,9 +182,9 @@ def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> Threadi
     class Server(_Server):
         tls = context
 
-    Server.address_family, addr = _get_best_family(settings.prometheus_addr, settings.prometheus_port)
     try:
-        httpd = make_server(addr, settings.prometheus_port, app, Server, handler_class=_SilentHandler)
+        Server.address_family, addr = _family(settings.prometheus_addr, settings.prometheus_port)
+        httpd = make_server(addr, settings.prometheus_port, app, Server, handler_class=_QuietHandler)
     except OSError as exc:
         if multiprocess_dir():
             logger.info("costspan: /metrics already served by another worker (%s); recording only", exc)

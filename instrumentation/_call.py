@@ -27,7 +27,7 @@ from costspan import attributes as A
 from costspan import attribution
 from costspan.errors import BudgetExceededError
 from costspan.estimation import PER_TOOL_CALL, Sample, message_text
-from costspan.ledger.prompt_hash import hash_messages
+from costspan.instrumentation.prompt_hash import hash_messages
 from costspan.logs import log_once
 from costspan.processors.codec import encode
 from costspan.processors.cost_attributes import cost_attributes, threshold_events

@@ -14,11 +14,16 @@ from costspan.usage import as_count
 
 
 def field(obj: Any, name: str) -> Any:
+    """``obj.name`` or ``obj[name]``; None when absent, or when reading it fails (an SDK's computed
+    property, such as openai's ``Response.output_text``, can raise on an odd answer)."""
     if obj is None:
         return None
     if isinstance(obj, dict):
         return obj.get(name)
-    return getattr(obj, name, None)
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
 
 
 def count(obj: Any, name: str) -> int:

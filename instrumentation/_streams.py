@@ -60,11 +60,12 @@ class StreamState:
         if self.finished:
             return
         self.finished = True
+        response = self._partial()  # an answer we cannot read still ends the span, as a non-stream's does
         try:
             if error is not None:
-                self.call.fail(error, self._partial())
+                self.call.fail(error, response)
             else:
-                self.call.succeed(self.observer.response())
+                self.call.succeed(response if response is not None else Response())
         except Exception:
             self.log_error("stream end")
 

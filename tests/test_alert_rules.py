@@ -47,12 +47,14 @@ def github_slug(heading: str) -> str:
     return slug.replace(" ", "-")
 
 
+@pytest.mark.slow
 def test_promtool_check_rules() -> None:
     result = run([require_binary("promtool"), "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass() -> None:
     assert len(RULE_TESTS) >= 2
     result = run([require_binary("promtool"), "test", "rules", *(p.name for p in RULE_TESTS)], cwd=PROM_DIR)
@@ -101,6 +103,7 @@ def test_runbook_anchors_exist_in_the_readme_section() -> None:
     assert not missing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [AM_CONFIG, STACK / "alertmanager.yml"], ids=["shipped", "example-stack"])
 def test_amtool_check_config(config: Path) -> None:
     result = run([require_binary("amtool"), "check-config", str(config)])
@@ -108,6 +111,7 @@ def test_amtool_check_config(config: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("labels", "receivers"),
     [
@@ -134,6 +138,7 @@ def test_inhibition_exceeded_silences_lower_levels_of_the_same_budget() -> None:
     assert exceeded["equal"] == ["budget", "window"]
 
 
+@pytest.mark.slow
 def test_promtool_check_metrics_on_a_realistic_exposition() -> None:
     target = FakeCostspanTarget()
     for _ in range(500):
@@ -148,6 +153,7 @@ def test_promtool_check_metrics_on_a_realistic_exposition() -> None:
     assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_example_stack_prometheus_config_is_valid(tmp_path: Path) -> None:
     shutil.copyfile(STACK / "prometheus.yml", tmp_path / "prometheus.yml")
     shutil.copyfile(RULES, tmp_path / "costspan-rules.yml")

@@ -106,6 +106,7 @@ def _quota_fleet_worker(config: str, url: str, worker: int, start: Any, results:
     _quota_worker(config, url, 30, start, results)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_request_quota_admits_exactly_its_limit_across_processes(kind: str, tmp_path: Path) -> None:
     config, url = _config(tmp_path, QUOTA_YAML), _store(kind, tmp_path)
@@ -117,6 +118,7 @@ def test_request_quota_admits_exactly_its_limit_across_processes(kind: str, tmp_
     engine.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_spend_is_exact_and_each_threshold_crosses_once_across_processes(kind: str, tmp_path: Path) -> None:
     config, url = _config(tmp_path, LOAD_YAML), _store(kind, tmp_path)

@@ -125,6 +125,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_prefork_workers_publish_the_budget_gauges_once(tmp_path: Path) -> None:
     config = tmp_path / "costspan.yaml"
     config.write_text("budgets:\n  - {name: shared, limit_usd: 1, window: day}\n")

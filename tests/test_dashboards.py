@@ -222,6 +222,7 @@ def test_export_refuses_bad_currency_options(tmp_path: Path, argv: tuple[str, ..
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_export_all_writes_rules_alertmanager_and_provisioning(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     code, out = export(tmp_path, "--all", "--json")

@@ -68,6 +68,7 @@ def test_unknown_route_is_404_and_recorded(provider_server: ProviderServer) -> N
     assert provider_server.last_request.route is None
 
 
+@pytest.mark.slow
 def test_standalone_module_runs_without_pytest(tmp_path: Any) -> None:
     code = (
         "import sys, costspan.standin.server as m; "

@@ -151,6 +151,7 @@ def real(
     return exposition, parse(exposition)
 
 
+@pytest.mark.slow
 def test_promtool_check_metrics_is_clean_on_the_real_exposition(real: tuple[str, dict[str, Family]]) -> None:
     exposition, _ = real
     result = subprocess.run(

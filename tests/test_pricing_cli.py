@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from costspan.cli import main as cli
-from costspan.currency import configured as display_currency
 from costspan.errors import ConfigError
+from costspan.money import configured_currency
 from costspan.settings import Settings
 
 Run = Callable[..., tuple[int, str, str]]
@@ -115,9 +115,9 @@ def test_display_currency_validation(tmp_path: Path) -> None:
     def settings(section: object) -> Settings:
         return Settings(source="costspan.yaml", raw={"currency": section})
 
-    assert display_currency(settings({"code": "eur", "per_usd": "0.92"})).label() == "EUR at 0.92 per USD"
-    assert display_currency(Settings(source="env")).is_usd
+    assert configured_currency(settings({"code": "eur", "per_usd": "0.92"})).label() == "EUR at 0.92 per USD"
+    assert configured_currency(Settings(source="env")).is_usd
     with pytest.raises(ConfigError, match=r"currency\.per_usd"):
-        display_currency(settings({"code": "EUR"}))
+        configured_currency(settings({"code": "EUR"}))
     with pytest.raises(ConfigError, match=r"currency\.code"):
-        display_currency(settings({"code": "euros", "per_usd": 1}))
+        configured_currency(settings({"code": "euros", "per_usd": 1}))

@@ -47,6 +47,42 @@ def test_binds_loopback_by_default() -> None:
         server.shutdown()
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_binds_an_ipv6_address() -> None:
+    port = free_port()
+    settings = load_settings({"COSTSPAN_PROMETHEUS_PORT": str(port), "COSTSPAN_PROMETHEUS_ADDR": "::1"})
+    server = serve(settings, registry_with_sample())
+    assert server is not None
+    try:
+        assert server.address_family == socket.AF_INET6 and server.server_address[0] == "::1"
+        body = urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=5).read().decode()
+        assert "costspan_probe_total 3.0" in body
+    finally:
+        server.shutdown()
+
+
+def test_scrapes_write_no_access_log(capfd: pytest.CaptureFixture[str]) -> None:
+    """A scrape every few seconds must not fill the application's stderr."""
+    port = free_port()
+    server = serve(load_settings({"COSTSPAN_PROMETHEUS_PORT": str(port)}), registry_with_sample())
+    assert server is not None
+    try:
+        for path in ("/metrics", "/missing"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).read()
+    finally:
+        server.shutdown()
+    assert capfd.readouterr().err == ""
+
+
 def test_a_busy_port_is_logged_and_costspan_keeps_working(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -173,6 +209,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_prefork_workers_sum_into_one_endpoint(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}

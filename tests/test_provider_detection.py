@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from costspan.providers import detect, is_local_endpoint, named_provider, parse_overrides
+from costspan.providers import Endpoint, detect, is_local_endpoint, named_provider, parse_overrides
 
 
 @pytest.mark.parametrize(
@@ -38,8 +38,8 @@ def test_base_url_names_the_provider(url: str | None, provider: str, local: bool
 
 def test_the_sdk_default_is_kept_for_unknown_hosts_and_local_servers_of_that_sdk() -> None:
     assert detect("https://proxy.corp/anthropic", "anthropic").provider == "anthropic"
-    assert detect("http://localhost:11434", "ollama") == detect("http://localhost:11434", "ollama")
-    assert detect("http://localhost:11434", "ollama").local
+    assert detect("http://localhost:11434", "ollama") == Endpoint("ollama", "localhost", 11434, True)
+    assert detect("http://localhost:8000/v1", "anthropic") == Endpoint("anthropic", "localhost", 8000, True)
 
 
 def test_configured_endpoints_win_and_are_never_free() -> None:

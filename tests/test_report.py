@@ -239,6 +239,7 @@ def test_export_formats_and_filters(ledger: Path, capsys: pytest.CaptureFixture[
     assert sum(r["cost_nanos"] for r in json.loads(out)) == 1_111_111
 
 
+@pytest.mark.slow
 def test_export_memory_is_flat(tmp_path: Path) -> None:
     import tracemalloc
 
@@ -298,7 +299,56 @@ def test_advise_repeats_and_cache(tmp_path: Path, capsys: pytest.CaptureFixture[
     cache = {c["model"]: c["share"] for c in data["cache"]}
     assert cache == {"gpt-4o": 0.25, "claude-sonnet-4-5": 0.0}
     gpt4o = next(m for m in data["models"] if m["model"] == "gpt-4o")
-    assert gpt4o["calls"] == 10 and "list prices" in gpt4o["basis"]
-    assert all(a["cost_nanos"] < gpt4o["list_cost_nanos"] for a in gpt4o["alternatives"])
+    assert gpt4o["calls"] == 10 and "openai/gpt-4o from genai-prices" in gpt4o["basis"]
+    assert gpt4o["alternatives"] and all(a["cost_nanos"] < gpt4o["list_cost_nanos"] for a in gpt4o["alternatives"])
     code, out = run(advise_cli, capsys, "advise", "--ledger", str(ledger), "--from", "2025-05-01")
     assert code == 0 and "Repeated prompts" in out
+
+
+ADVISE_PRICES = """\
+source: acme contract
+models:
+  - match: {provider: openai, model: gpt-4o}
+    input: 1.00
+    output: 2.00
+  - match: {provider: openai, model: acme-mini}
+    input: 0.99
+    output: 1.98
+"""
+
+
+def test_advise_prices_with_the_users_price_files_and_aliases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """advise prices like the runtime: a user price file moves its figures, an alias finds the model."""
+    ledger = tmp_path / "l.db"
+    conn = schema.connect(ledger)
+    t = datetime(2025, 5, 1, tzinfo=UTC)
+    conn.execute("BEGIN")
+    insert_rows(conn, [row(t + timedelta(minutes=i), 1_000_000, model=m) for i in range(10)
+                       for m in ("gpt-4o", "prod-chat")])  # 1,000 input and 100 output tokens each
+    conn.execute("COMMIT")
+    conn.close()
+    argv = ("advise", "--ledger", str(ledger), "--from", "2025-05-01", "--to", "2025-05-02", "--json")
+
+    def advice() -> dict[str, dict[str, object]]:
+        code, out = run(advise_cli, capsys, *argv)
+        assert code == 0
+        return {m["model"]: m for m in json.loads(out)["models"]}
+
+    catalog = advice()
+    assert catalog["prod-chat"]["list_cost_nanos"] is None  # no catalog knows the deployment name
+    (tmp_path / "prices.yaml").write_text(ADVISE_PRICES)
+    config = tmp_path / "costspan.yaml"
+    config.write_text("pricing:\n  files: [prices.yaml]\n  aliases: {prod-chat: gpt-4o}\n")
+    monkeypatch.setenv("COSTSPAN_CONFIG", str(config))
+    user = advice()
+    # 10 calls of 1,000 input tokens at $1/M and 100 output tokens at $2/M: $0.0012 a call.
+    for model in ("gpt-4o", "prod-chat"):
+        assert user[model]["list_cost_nanos"] == 12_000_000
+        assert f"from user:{tmp_path / 'prices.yaml'}" in str(user[model]["basis"])
+        alternatives = user[model]["alternatives"]
+        assert isinstance(alternatives, list)
+        # The user's own cheaper model, closest to the current price, comes first: $0.001188 a call.
+        assert alternatives[0] == {"model": "acme-mini", "cost_nanos": 11_880_000, "saving_nanos": 120_000}
+    assert catalog["gpt-4o"]["list_cost_nanos"] != user["gpt-4o"]["list_cost_nanos"]

@@ -27,6 +27,7 @@ def spent(engine: BudgetEngine, name: str = "daily") -> int:
     return int(entry.used)
 
 
+@pytest.mark.slow
 def test_a_charge_the_server_ran_during_a_redis_stall_counts_once(tmp_path: Path) -> None:
     """The client times out (0.5 s) while the paused server still holds the script; it runs when the
     pause ends, and the guard's replay must then change nothing."""
@@ -46,6 +47,7 @@ def test_a_charge_the_server_ran_during_a_redis_stall_counts_once(tmp_path: Path
     admin.close()
 
 
+@pytest.mark.slow
 def test_a_precheck_whose_answer_was_lost_is_given_back_once(tmp_path: Path) -> None:
     """The take ran on the stalled server but its reply never came: the call was admitted (fail-open)
     and its charge must give back what the take counted, so the request is counted once."""

@@ -11,10 +11,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from costspan import currency as currency_module
+from costspan.cli import arguments
 from costspan.cli.console import table_console
-from costspan.ledger import cli_common, moneyfmt
 from costspan.ledger.advise import Advice, advise
+from costspan.ledger.report import tokens
+from costspan.money import Currency, requested_currency
+from costspan.pricing.pricer import build_pricer
+from costspan.settings import load_settings
 from costspan.terminal import markup
 
 
@@ -22,7 +25,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("advise", help="savings the ledger can show, with the evidence",
                                    description="Cheaper models of the same provider for the same token mix, "
                                    "repeated identical prompts, and prompt-cache use. Every figure states its basis.")
-    cli_common.add_filter_args(parser)
+    arguments.add_filter_args(parser)
     parser.add_argument("--currency", metavar="CODE", help="show money in CODE at the configured rate")
     parser.add_argument("--json", action="store_true", help="print the advice as JSON")
     parser.set_defaults(func=handler)
@@ -30,15 +33,16 @@ def register(subparsers: Any) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     try:
-        settings = cli_common.settings_for(args)
-        currency = currency_module.requested(settings, args.currency)
-        filters = cli_common.filters_for(args, settings)
-        conn = cli_common.open_ledger(args, settings)
-    except cli_common.UsageError as exc:
+        settings = load_settings()
+        currency = requested_currency(settings, args.currency)
+        pricer = build_pricer(settings)
+        filters = arguments.filters_for(args, settings)
+        conn = arguments.open_ledger(args, settings)
+    except arguments.UsageError as exc:
         print(f"costspan advise: {exc}", file=sys.stderr)
         return 2
     try:
-        result = advise(conn, filters)
+        result = advise(conn, filters, pricer)
     finally:
         conn.close()
     if args.json:
@@ -49,16 +53,16 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(result: Advice, currency: currency_module.Currency, console: Console) -> None:
+def render(result: Advice, currency: Currency, console: Console) -> None:
     money = currency.format
-    console.print("[bold]Cheaper models[/bold] (same provider, same token mix, list prices)")
+    console.print("[bold]Cheaper models[/bold] (same provider, same token mix, prices as costspan charges them)")
     if not result.models:
         console.print("  no model carries 5% or more of the period's cost")
     for m in result.models:
         console.print(f"[bold]{markup(m.provider)} / {markup(m.model)}[/bold]: {m.calls:,} calls, "
                       f"{money(m.ledger_cost_nanos)} "
-                      "recorded" + (f", {money(m.list_cost_nanos)} at list price" if m.list_cost_nanos is not None
-                                    else ", no list price found"))
+                      "recorded" + (f", {money(m.list_cost_nanos)} at today's price" if m.list_cost_nanos is not None
+                                    else ", no price found"))
         table = Table()
         table.add_column("instead")
         table.add_column("would cost", justify="right")
@@ -89,8 +93,8 @@ def render(result: Advice, currency: currency_module.Currency, console: Console)
                          ("share", "right"), ("cache read cost", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for c in result.cache:
-        table.add_row(markup(c.provider), markup(c.model), moneyfmt.tokens(c.input_tokens),
-                      moneyfmt.tokens(c.cache_read_tokens),
+        table.add_row(markup(c.provider), markup(c.model), tokens(c.input_tokens),
+                      tokens(c.cache_read_tokens),
                       f"{c.share:.1%}", money(c.cache_read_cost_nanos))
     console.print(table)
     console.print("  [dim]basis: cache reads as reported by each provider, as a share of all input tokens[/dim]")

@@ -6,14 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from costspan.ledger import cli_common
+from costspan.cli import arguments
 from costspan.ledger.export import FORMATS, write
+from costspan.settings import load_settings
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("export", help="ledger rows as CSV, JSON Lines or JSON (streamed)",
                                    description="Every call in the ledger, one record each, exact money.")
-    cli_common.add_filter_args(parser, default_since=None)
+    arguments.add_filter_args(parser, default_since=None)
     parser.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     parser.set_defaults(func=handler)
@@ -21,10 +22,10 @@ def register(subparsers: Any) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     try:
-        settings = cli_common.settings_for(args)
-        filters = cli_common.filters_for(args, settings)
-        conn = cli_common.open_ledger(args, settings)
-    except cli_common.UsageError as exc:
+        settings = load_settings()
+        filters = arguments.filters_for(args, settings)
+        conn = arguments.open_ledger(args, settings)
+    except arguments.UsageError as exc:
         print(f"costspan export: {exc}", file=sys.stderr)
         return 2
     try:

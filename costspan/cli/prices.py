@@ -14,14 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from costspan.currency import configured as display_currency
+from costspan.money import configured_currency
 from costspan.pricing import describe
 from costspan.pricing.config import pricing_config
 from costspan.pricing.importer import import_file
 from costspan.pricing.names import canonical_provider, vendor
-from costspan.pricing.pricer import LayeredPricer, build
+from costspan.pricing.pricer import LayeredPricer, build_pricer
 from costspan.pricing.rates import PriceCard
-from costspan.settings import Settings, load_settings
+from costspan.settings import load_settings
 from costspan.terminal import plain
 from costspan.usage import Usage
 
@@ -83,10 +83,6 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _pricer(settings: Settings) -> LayeredPricer:
-    return build(pricing_config(settings))
-
-
 def _provider(args: argparse.Namespace, model: str) -> str:
     return canonical_provider(args.provider) if args.provider else vendor(model) or ""
 
@@ -111,11 +107,11 @@ def run_quote(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings()
     provider = _provider(args, model)
-    quote = _pricer(settings).quote(
+    quote = build_pricer(settings).quote(
         provider, model, usage, at=args.at, service_tier=args.service_tier,
         server_address="localhost" if args.local else None,
     )
-    currency = display_currency(settings)
+    currency = configured_currency(settings)
     data = {"provider": provider, "model": model, "service_tier": args.service_tier, **describe.quote(quote)}
     if not currency.is_usd:
         data["currency"] = {"code": currency.code, "per_usd": str(currency.per_usd),
@@ -158,7 +154,7 @@ def _inconsistent(usage: Usage) -> str | None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    pricer = _pricer(load_settings())
+    pricer = build_pricer(load_settings())
     provider = _provider(args, args.model)
     resolution = pricer.resolve(provider, args.model)
     priced = next((m for m in resolution.models if m.card(args.at, None) is not None), None)
@@ -214,7 +210,7 @@ def _row(provider: str, key: str, card: PriceCard, source: str) -> dict[str, Any
 
 
 def run_list(args: argparse.Namespace) -> int:
-    rows = list(_listing(_pricer(load_settings()), args.provider))
+    rows = list(_listing(build_pricer(load_settings()), args.provider))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

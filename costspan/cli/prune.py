@@ -8,16 +8,17 @@ import json
 import sys
 from typing import Any
 
-from costspan.ledger import cli_common
+from costspan.cli import arguments
 from costspan.ledger import prune as prune_module
 from costspan.ledger.periods import parse_duration
+from costspan.settings import load_settings
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("prune", help="delete ledger rows older than a duration",
                                    description="Delete ledger rows that started before now minus DURATION "
                                    "(cut at a 15-minute boundary, rows and rollup together).")
-    cli_common.add_ledger_arg(parser)
+    arguments.add_ledger_arg(parser)
     parser.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12w, 48h")
     parser.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     parser.add_argument("--vacuum", action="store_true", help="give the freed space back to the file system")
@@ -32,9 +33,9 @@ def handler(args: argparse.Namespace) -> int:
         print(f"costspan prune: --older-than: {exc}", file=sys.stderr)
         return 2
     try:
-        settings = cli_common.settings_for(args)
-        conn = cli_common.open_ledger(args, settings, write=True)
-    except cli_common.UsageError as exc:
+        settings = load_settings()
+        conn = arguments.open_ledger(args, settings, write=True)
+    except arguments.UsageError as exc:
         print(f"costspan prune: {exc}", file=sys.stderr)
         return 2
     try:

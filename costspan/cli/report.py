@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from costspan import currency as currency_module
+from costspan.cli import arguments
 from costspan.cli.console import table_console
-from costspan.ledger import cli_common
 from costspan.ledger import report as report_module
 from costspan.ledger.query import DIMENSIONS
+from costspan.money import requested_currency
+from costspan.settings import load_settings
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: Any) -> None:
         description="Answers from the local ledger: totals, breakdowns, daily trend, change against the "
         "previous period, top users and the month-end projection.",
     )
-    cli_common.add_filter_args(parser)
+    arguments.add_filter_args(parser)
     parser.add_argument("--by", action="append", default=[], metavar="DIM",
                         help=f"breakdown table: {', '.join(DIMENSIONS)}; repeat for several tables, "
                         "join with commas for one crossed table (project,model)")
@@ -41,21 +42,21 @@ def parse_by(values: list[str]) -> tuple[tuple[str, ...], ...]:
         dims = tuple(d.strip() for d in value.split(",") if d.strip())
         for d in dims:
             if d not in DIMENSIONS:
-                raise cli_common.UsageError(f"--by {d}: expected one of {', '.join(DIMENSIONS)}")
+                raise arguments.UsageError(f"--by {d}: expected one of {', '.join(DIMENSIONS)}")
         groups.append(dims)
     return tuple(groups)
 
 
 def handler(args: argparse.Namespace) -> int:
     try:
-        settings = cli_common.settings_for(args)
+        settings = load_settings()
         if args.top < 1:
-            raise cli_common.UsageError("--top must be at least 1")
+            raise arguments.UsageError("--top must be at least 1")
         by = parse_by(args.by)
-        currency = currency_module.requested(settings, args.currency)
-        filters = cli_common.filters_for(args, settings)
-        conn = cli_common.open_ledger(args, settings)
-    except cli_common.UsageError as exc:
+        currency = requested_currency(settings, args.currency)
+        filters = arguments.filters_for(args, settings)
+        conn = arguments.open_ledger(args, settings)
+    except arguments.UsageError as exc:
         print(f"costspan report: {exc}", file=sys.stderr)
         return 2
     try:

@@ -18,11 +18,10 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from costspan import currency
 from costspan.budgets import BudgetEngine, BudgetStatus
 from costspan.check import check
 from costspan.cli.console import table_console
-from costspan.currency import Currency
+from costspan.money import Currency, requested_currency
 from costspan.settings import load_settings
 from costspan.terminal import markup, plain
 
@@ -46,7 +45,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     check(settings)
-    money = currency.requested(settings, args.currency)
+    money = requested_currency(settings, args.currency)
     engine = BudgetEngine.from_settings(settings)
     try:
         entries = engine.status()

@@ -2,8 +2,11 @@
 
 Three kinds, all computed from recorded facts and stated with their basis:
 (a) cheaper models: the same calls (this model's observed average call, times the number of calls)
-    priced at the list prices of the same provider's other models (genai-prices). It compares
-    prices only, not quality, and assumes the same token counts (tokenizers and verbosity differ);
+    priced at the prices of the same provider's other models. They are priced by the runtime's own
+    pricer, so the user's price files and aliases count here as they count on every span; the
+    candidates are the provider's models in the user's price files and genai-prices' current ones.
+    It compares prices only, not quality, and assumes the same token counts (tokenizers and
+    verbosity differ);
 (b) repeated prompts: identical request messages (salted hashes, ``ledger.prompt_hashes``); every
     repeat after the first could have been served from an application cache;
 (c) prompt-cache use: the share of input tokens the provider reported as read from its cache.
@@ -12,18 +15,18 @@ Three kinds, all computed from recorded facts and stated with their basis:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from costspan.ledger.query import Agg, Filters, grouped
-from costspan.money import usd_to_nanos
+from costspan.pricing import PRICED, Quote
+from costspan.pricing.names import canonical_provider
+from costspan.pricing.pricer import LayeredPricer
+from costspan.pricing.rates import PriceCard
+from costspan.usage import Usage
 
-GENAI_PRICES_PROVIDER = {
-    "gcp.gemini": "google", "gcp.vertex_ai": "google", "azure.ai.openai": "azure", "aws.bedrock": "aws",
-    "mistral_ai": "mistral", "x_ai": "x-ai",
-}
 MIN_SHARE = 0.05
 """Models below this share of the period's cost are not worth a recommendation."""
 _UTC = ZoneInfo("UTC")  # these groupings have no day dimension: any zone gives the same answer
@@ -43,7 +46,7 @@ class ModelAdvice:
     calls: int
     ledger_cost_nanos: int
     list_cost_nanos: int | None
-    """This model at today's list price on the same basis as the alternatives (for comparison)."""
+    """This model at today's price on the same basis as the alternatives (for comparison); None when unpriced."""
     avg_input_tokens: float
     avg_output_tokens: float
     avg_cache_read_tokens: float
@@ -81,37 +84,36 @@ class Advice:
     cache: list[CacheAdvice]
 
 
-def _price(model: str, provider_id: str, usage: Any) -> Decimal | None:
-    from genai_prices import calc_price
-
-    try:
-        return Decimal(str(calc_price(usage, model, provider_id=provider_id).total_price))
-    except Exception:
-        return None
+def _per_token(card: PriceCard | None) -> bool:
+    """A model billed per input and output token: one a chat workload could move to."""
+    return card is not None and card.base.input is not None and card.base.output is not None
 
 
-def _candidates(provider_id: str) -> list[str]:
-    """Models of the provider with per-token input and output prices, not deprecated."""
-    from genai_prices import data_snapshot
-
-    snapshot = data_snapshot.get_snapshot()
-    provider = next((p for p in snapshot.providers if p.id == provider_id), None)
-    if provider is None:
-        return []
-    out = []
-    for model in provider.models:
-        prices = model.prices
-        if model.deprecated or not hasattr(prices, "input_mtok"):
-            continue
-        if getattr(prices, "input_mtok", None) and getattr(prices, "output_mtok", None):
-            out.append(model.id)
-    return out
+def _candidates(pricer: LayeredPricer, provider: str) -> Iterator[str]:
+    """Model names of ``provider`` worth pricing instead: exact names from the user's price files
+    that name the provider, then genai-prices' models of it that are not deprecated."""
+    for table in pricer.user:
+        for entry in table.entries:
+            if provider in entry.providers and _per_token(entry.card):
+                yield from sorted(entry.models)
+    if pricer.genai is not None:
+        for found in pricer.genai.models(provider):
+            if not found.info.deprecated and _per_token(found.card(None, None)):
+                yield found.info.id
 
 
-def cheaper_models(conn: sqlite3.Connection, filters: Filters, *, alternatives: int = 3) -> list[ModelAdvice]:
-    from genai_prices import Usage as PriceUsage
-    from genai_prices import __version__ as prices_version
+def _basis(successes: int, avg: tuple[float, float, float, float], current: Quote) -> str:
+    priced = (f"priced by costspan's pricer (your price files and aliases first, as on every span); this model's "
+              f"price is {current.key} from {current.source}" if current.status == PRICED
+              else f"this model is {current.status} ({current.reason}), so nothing is compared")
+    return (f"{successes:,} calls that reached the provider; their average call ({avg[0]:,.0f} input incl. "
+            f"{avg[2]:,.0f} cached, {avg[1]:,.0f} output tokens) at today's prices of the provider's models, "
+            f"times the number of calls; {priced}. Same token counts assumed; prices compared, not quality.")
 
+
+def cheaper_models(
+    conn: sqlite3.Connection, filters: Filters, pricer: LayeredPricer, *, alternatives: int = 3
+) -> list[ModelAdvice]:
     rows = grouped(conn, filters, ("provider", "model"), _UTC, order_by_cost=True)
     total = sum(a.cost_nanos for _, a in rows)
     advice: list[ModelAdvice] = []
@@ -122,32 +124,27 @@ def cheaper_models(conn: sqlite3.Connection, filters: Filters, *, alternatives: 
         if successes <= 0:
             continue
         avg = _average_call(agg, successes)
-        usage = PriceUsage(input_tokens=round(avg[0]), output_tokens=round(avg[1]),
-                           cache_read_tokens=round(avg[2]), cache_write_tokens=round(avg[3]))
-        provider_id = GENAI_PRICES_PROVIDER.get(str(provider), str(provider))
-        current = _price(str(model), provider_id, usage)
-        item = ModelAdvice(
-            str(provider), str(model), agg.calls, agg.cost_nanos,
-            usd_to_nanos(current * successes) if current is not None else None,
-            avg[0], avg[1], avg[2],
-            basis=(f"{successes:,} calls that reached the provider; their average call "
-                   f"({avg[0]:,.0f} input incl. {avg[2]:,.0f} cached, {avg[1]:,.0f} output tokens) priced at "
-                   f"genai-prices {prices_version} list prices for {provider_id} models, times the number of "
-                   "calls. Same token counts assumed; prices compared, not quality."),
-        )
-        if current is not None:
-            options = []
-            for candidate in _candidates(provider_id):
-                if candidate == item.model:
+        usage = Usage(input_tokens=round(avg[0]), output_tokens=round(avg[1]),
+                      cache_read_tokens=round(avg[2]), cache_write_tokens=round(avg[3]))
+        name = canonical_provider(str(provider))
+        current = pricer.quote(name, str(model), usage)
+        priced = current.status == PRICED
+        list_cost = current.total_nanos * successes
+        item = ModelAdvice(str(provider), str(model), agg.calls, agg.cost_nanos, list_cost if priced else None,
+                           avg[0], avg[1], avg[2], basis=_basis(successes, avg, current))
+        if priced:
+            options: dict[str, Alternative] = {}
+            for candidate in dict.fromkeys(_candidates(pricer, name)):
+                quote = pricer.quote(name, candidate, usage)
+                if quote.status != PRICED or quote.key == current.key:
                     continue
-                price = _price(candidate, provider_id, usage)
-                if price is not None and price < current:
-                    cost = usd_to_nanos(price * successes)
-                    # Saving against this model on the same basis (list price), not against the
+                cost = quote.total_nanos * successes
+                if cost < list_cost:
+                    # Saving against this model on the same basis (today's price), not against the
                     # recorded cost, which may carry discounts, tiers or a different price date.
-                    options.append(Alternative(candidate, cost, usd_to_nanos(current * successes) - cost))
-            options.sort(key=lambda a: a.cost_nanos, reverse=True)  # closest to the current price first
-            item.alternatives = options[:alternatives]
+                    options[candidate] = Alternative(candidate, cost, list_cost - cost)
+            ranked = sorted(options.values(), key=lambda a: a.cost_nanos, reverse=True)  # closest to the current first
+            item.alternatives = ranked[:alternatives]
         advice.append(item)
     return advice
 
@@ -194,6 +191,7 @@ def cache_use(conn: sqlite3.Connection, filters: Filters) -> list[CacheAdvice]:
     return out
 
 
-def advise(conn: sqlite3.Connection, filters: Filters) -> Advice:
-    return Advice(cheaper_models(conn, filters), repeated_prompts(conn, filters), cache_use(conn, filters))
+def advise(conn: sqlite3.Connection, filters: Filters, pricer: LayeredPricer) -> Advice:
+    """``pricer``: the one the runtime builds from the same settings (:func:`costspan.pricing.pricer.build_pricer`)."""
+    return Advice(cheaper_models(conn, filters, pricer), repeated_prompts(conn, filters), cache_use(conn, filters))
 

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TextIO
 
-from costspan.ledger.moneyfmt import usd_string
 from costspan.ledger.query import Filters
 from costspan.ledger.schema import COLUMNS
+from costspan.money import usd_string
 
 FORMATS = ("csv", "jsonl", "json")
 FETCH = 2_000

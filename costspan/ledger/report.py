@@ -174,6 +174,14 @@ def _projection(
     return Projection(f"{start:%Y-%m}", mtd, projected, elapsed_days, days_in_month, basis)
 
 
+def tokens(n: int) -> str:
+    """``1.2M``, ``35.4k``, ``812``: counts people read at a glance."""
+    for size, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{suffix}"
+    return str(n)
+
+
 def since_label(period: Period, tz: ZoneInfo) -> str:
     start, end = period.start(tz), period.end(tz)
     return f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} {tz.key}"

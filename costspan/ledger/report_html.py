@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from html import escape
 
-from costspan.currency import Currency
-from costspan.ledger.moneyfmt import tokens
-from costspan.ledger.report import Report, since_label
+from costspan.ledger.report import Report, since_label, tokens
+from costspan.money import Currency
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac")

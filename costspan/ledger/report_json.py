@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from costspan.currency import Currency
-from costspan.ledger.moneyfmt import usd_string
 from costspan.ledger.query import Agg
 from costspan.ledger.report import Report
+from costspan.money import Currency, usd_string
 
 
 def _agg(agg: Agg, currency: Currency) -> dict[str, Any]:

@@ -7,10 +7,9 @@ from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from costspan.currency import Currency
-from costspan.ledger.moneyfmt import tokens
 from costspan.ledger.query import Agg
-from costspan.ledger.report import Report, since_label
+from costspan.ledger.report import Report, since_label, tokens
+from costspan.money import Currency
 from costspan.terminal import markup
 
 BAR_WIDTH = 24

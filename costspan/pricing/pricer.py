@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
+from costspan.pricing import FREE, PRICED, UNPRICED, Quote
 from costspan.pricing.config import PricingConfig, pricing_config
 from costspan.pricing.fileformat import load_table
 from costspan.pricing.genai import GenaiCatalog
@@ -202,6 +202,7 @@ def build(config: PricingConfig) -> LayeredPricer:
     )
 
 
-def build_pricer(settings: Settings) -> Pricer:
-    """The runtime's pricer (``costspan.runtime.build``); raises ConfigError on a bad price file."""
+def build_pricer(settings: Settings) -> LayeredPricer:
+    """The runtime's pricer (``costspan.runtime.build``), and the one every command prices with, so a
+    figure a command shows is what a span gets; raises ConfigError on a bad price file."""
     return build(pricing_config(settings))

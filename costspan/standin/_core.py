@@ -153,6 +153,24 @@ class Scenario:
 
     ``path_contains`` restricts the scenario to requests whose path contains that text (others
     skip it and stay in the queue order).
+
+    Faults (for drills; every wire format, applied by :func:`apply_faults` and the server's writer
+    to whatever answer the route built, so no wire module knows about them):
+
+    * ``counts``: wire fields replaced wherever they occur in the answer (the JSON body and every
+      stream frame) by these JSON values of any type (strings, floats, null, lists, objects,
+      booleans, 2**63...), or removed with :data:`DROP`; the key ``"*"`` stands for every field
+      in :data:`COUNT_FIELDS`. ``{"usage": "n/a"}`` replaces a whole usage object.
+    * ``malformed``: the JSON body (for a stream, its middle frame) is broken in one of the ways of
+      :data:`MALFORMED` (``"unclosed"``, ``"trailing-comma"``...).
+    * ``stream_events``: odd events in the stream, names of :data:`ODD_EVENTS` (keep-alive
+      comments, empty data lines, unknown event types, empty choices, duplicate usage, usage
+      before content, events after the end marker, the end marker twice).
+    * ``cut_at_byte``: the connection drops after that many body bytes (negative: counted from the
+      end), mid-frame or mid-JSON; ``end_at_byte``: the body ends cleanly there (the
+      ``content-length`` or the chunked encoding says it is complete).
+    * ``raw_body``: these bytes are sent instead of the answer (with its status), e.g.
+      :data:`HTML_ERROR_PAGE`; ``content_type`` overrides the answer's content type.
     """
 
     status: int = 200
@@ -173,6 +191,13 @@ class Scenario:
     finish_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     path_contains: str | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    malformed: str | None = None
+    stream_events: tuple[str, ...] = ()
+    cut_at_byte: int | None = None
+    end_at_byte: int | None = None
+    raw_body: bytes | None = None
+    content_type: str | None = None
 
     def with_changes(self, **changes: Any) -> Scenario:
         """A copy with some fields changed (scenarios are shared between queue entries)."""
@@ -200,11 +225,16 @@ class RecordedRequest:
 
 @dataclass
 class JsonReply:
-    """A complete JSON answer."""
+    """A complete JSON answer (``raw``: bytes sent instead of the encoded ``body``, for faults)."""
 
     body: Any
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json"
+
+    def data(self) -> bytes:
+        return self.raw if self.raw is not None else json.dumps(self.body).encode()
 
 
 @dataclass
@@ -356,3 +386,209 @@ def error_headers(ctx: RequestContext) -> dict[str, str]:
         value = ctx.scenario.retry_after
         headers["retry-after"] = str(int(value)) if float(value).is_integer() else str(value)
     return headers
+
+
+# --- faults -------------------------------------------------------------------------------------
+# Shared by every wire format: they rewrite the reply a route built (JSON values, SSE events,
+# NDJSON lines), so no wire module repeats them. See the fault fields of :class:`Scenario`.
+
+COUNT_FIELDS = frozenset({
+    # OpenAI and Groq (chat, completions, responses)
+    "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "audio_tokens",
+    "accepted_prediction_tokens", "rejected_prediction_tokens", "cache_write_tokens",
+    "input_tokens", "output_tokens",
+    # Anthropic
+    "cache_creation_input_tokens", "cache_read_input_tokens", "ephemeral_5m_input_tokens",
+    "ephemeral_1h_input_tokens", "thinking_tokens",
+    # Gemini
+    "promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount",
+    "cachedContentTokenCount", "toolUsePromptTokenCount", "tokenCount",
+    # Ollama
+    "prompt_eval_count", "eval_count",
+})
+"""The wire fields that carry token counts, in every provider's format (``counts={"*": ...}``)."""
+
+USAGE_FIELDS = frozenset({"usage", "usageMetadata", "prompt_eval_count", "eval_count"})
+"""Fields whose presence makes a stream frame a usage frame."""
+
+
+class _Drop:
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP: Any = _Drop()
+"""A ``Scenario.counts`` value that removes the field instead of replacing it."""
+
+MALFORMED = ("unclosed", "trailing-comma", "garbage-after", "bom", "single-quotes", "not-json", "empty")
+"""Ways ``Scenario.malformed`` breaks JSON: a missing closing brace, a trailing comma, text after
+the value, a UTF-8 byte-order mark, Python-style quotes, plain text, nothing at all."""
+
+ODD_EVENTS = ("keep-alive", "empty-data", "unknown-event", "empty-choices", "duplicate-usage", "usage-first",
+              "after-end", "end-twice")
+"""Odd stream events ``Scenario.stream_events`` adds (each a no-op where the stream has nothing it applies to)."""
+
+HTML_ERROR_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>\n"
+)
+"""What a proxy in front of a provider answers when the upstream fails (often with status 200)."""
+
+_SSE_DONE = b"data: [DONE]\n\n"
+
+
+def break_json(text: bytes, kind: str) -> bytes:
+    """Valid JSON made invalid in one of the :data:`MALFORMED` ways."""
+    stripped = text.rstrip()
+    if kind == "unclosed":
+        return stripped[:-1]
+    if kind == "trailing-comma":
+        return stripped[:-1] + b",}" if stripped.endswith(b"}") else stripped[:-1] + b",]"
+    if kind == "garbage-after":
+        return stripped + b" <!-- upstream -->"
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + text
+    if kind == "single-quotes":
+        return stripped.replace(b'"', b"'")
+    if kind == "not-json":
+        return b"upstream connect error or disconnect/reset before headers. reset reason: overflow"
+    if kind == "empty":
+        return b""
+    raise ValueError(f"unknown malformation {kind!r}; one of {MALFORMED}")
+
+
+def _patch(value: Any, counts: dict[str, Any]) -> Any:
+    if isinstance(value, list):
+        return [_patch(item, counts) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        new = counts.get(key, counts["*"] if "*" in counts and key in COUNT_FIELDS else item)
+        if new is DROP:
+            continue
+        out[key] = _patch(item, counts) if new is item else new
+    return out
+
+
+@dataclass
+class _Frame:
+    """One stream frame taken apart: SSE ``event``/``data`` lines, or one NDJSON line (``data``)."""
+
+    event: str | None
+    data: bytes
+    sse: bool
+
+    @classmethod
+    def parse(cls, frame: bytes, is_sse: bool) -> _Frame:
+        if not is_sse:
+            return cls(None, frame.rstrip(b"\n"), False)
+        event = None
+        data: list[bytes] = []
+        for line in frame.split(b"\n"):
+            if line.startswith(b"event:"):
+                event = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" "))
+        return cls(event, b"\n".join(data), True)
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.data)
+        except ValueError:
+            return None
+
+    def build(self, data: bytes | None = None, obj: Any = None) -> bytes:
+        payload = data if data is not None else json.dumps(obj, separators=(",", ":")).encode()
+        if not self.sse:
+            return payload + b"\n"
+        head = f"event: {self.event}\n".encode() if self.event else b""
+        return head + b"data: " + payload + b"\n\n"
+
+
+def _carries_usage(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any((k in USAGE_FIELDS and v is not None) or _carries_usage(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_carries_usage(v) for v in value)
+    return False
+
+
+def _emptied(value: Any) -> Any:
+    """A content frame with nothing in it: lists of choices/candidates empty, texts empty."""
+    if isinstance(value, dict):
+        return {k: [] if k in ("choices", "candidates") else "" if k in ("text", "content", "response")
+                and isinstance(v, str) else _emptied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_emptied(v) for v in value]
+    return value
+
+
+def _odd_events(frames: list[bytes], is_sse: bool, events: Iterable[str]) -> list[bytes]:
+    out = list(frames)
+    parsed = [_Frame.parse(f, is_sse) for f in frames]
+    json_frames = [i for i, p in enumerate(parsed) if isinstance(p.json, dict)]
+    named = any(p.event for p in parsed)
+    for name in events:
+        if name == "keep-alive":  # SSE comments (OpenAI, Anthropic send them); a blank NDJSON line
+            out = [x for f in out for x in ((b": keep-alive\n\n" if is_sse else b"\n"), f)]
+        elif name == "empty-data":
+            out.insert(len(out) // 2, b"data: \n\n" if is_sse else b"{}\n")
+        elif name == "unknown-event":
+            odd = {"type": "costspan_drill_unknown", "detail": {"note": "an event type this SDK does not know"}}
+            frame = _Frame("costspan_drill_unknown" if named else None, b"", is_sse).build(obj=odd)
+            out.insert(min(2, len(out)), frame)
+        elif name == "empty-choices" and json_frames:
+            source = parsed[json_frames[len(json_frames) // 2]]
+            out.insert(min(2, len(out)), source.build(obj=_emptied(source.json)))
+        elif name == "duplicate-usage":
+            out = [x for f in out for x in ((f, f) if _carries_usage(_Frame.parse(f, is_sse).json) else (f,))]
+        elif name == "usage-first":
+            carriers = [i for i, f in enumerate(out) if _carries_usage(_Frame.parse(f, is_sse).json)]
+            if carriers:
+                out.insert(min(1, len(out)), out.pop(carriers[-1]))
+        elif name == "after-end" and json_frames:
+            out += [frames[json_frames[len(json_frames) // 2]], frames[json_frames[-1]]]
+        elif name == "end-twice" and out:
+            out.append(_SSE_DONE if is_sse and out[-1] == _SSE_DONE else out[-1])
+        elif name not in ODD_EVENTS:
+            raise ValueError(f"unknown odd event {name!r}; one of {ODD_EVENTS}")
+    return out
+
+
+def apply_faults(reply: Reply, scenario: Scenario) -> Reply:
+    """The reply with the scenario's content faults applied (byte cuts are the writer's)."""
+    if scenario.raw_body is not None:
+        return JsonReply(None, reply.status if isinstance(reply, JsonReply) else 200, dict(reply.headers),
+                         raw=scenario.raw_body, content_type=scenario.content_type or "text/html; charset=utf-8")
+    if isinstance(reply, JsonReply):
+        body = _patch(reply.body, scenario.counts) if scenario.counts else reply.body
+        raw = break_json(json.dumps(body).encode(), scenario.malformed) if scenario.malformed else None
+        return replace(reply, body=body, raw=raw, content_type=scenario.content_type or reply.content_type)
+    is_sse = "event-stream" in reply.content_type
+    frames = list(reply.frames)
+    if scenario.counts:
+        frames = []
+        for frame in reply.frames:
+            part = _Frame.parse(frame, is_sse)
+            value = part.json
+            frames.append(frame if value is None else part.build(obj=_patch(value, scenario.counts)))
+    if scenario.malformed and frames:
+        middle = len(frames) // 2
+        part = _Frame.parse(frames[middle], is_sse)
+        frames[middle] = part.build(data=break_json(part.data, scenario.malformed))
+    if scenario.stream_events:
+        frames = _odd_events(frames, is_sse, scenario.stream_events)
+    return replace(reply, frames=frames, content_type=scenario.content_type or reply.content_type)
+
+
+def cut_point(length: int, at: int | None, *, short: bool = False) -> int | None:
+    """Where a body of ``length`` bytes is cut (``at`` negative counts from the end; None: not cut).
+
+    ``short``: at least one byte is missing (a dropped connection after the whole body with its
+    ``content-length`` is no drop at all; the client would keep a connection the server closed)."""
+    if at is None:
+        return None
+    point = at if at >= 0 else length + at
+    return max(0, min(point, length - 1 if short else length))

@@ -69,6 +69,8 @@ from costspan.standin._core import (
     Scenario,
     StreamReply,
     Usage,
+    apply_faults,
+    cut_point,
 )
 
 __all__ = [
@@ -198,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply: Reply
         try:
             reply = chosen.error(ctx, scenario.status) if scenario.status >= 400 else chosen.handle(ctx)
+            reply = apply_faults(reply, scenario)
         except Exception as exc:  # a bug in a fake must show up as a 500 the test can see, not a hang
             reply = JsonReply({"error": {"message": f"fake provider server bug: {exc!r}", "type": "server_error"}},
                               status=500)
@@ -216,14 +219,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
 
     def _write_json(self, reply: JsonReply, scenario: Scenario) -> None:
-        data = json.dumps(reply.body).encode()
+        data = reply.data()
         if scenario.delay:
             time.sleep(scenario.delay)
-        self._start(reply.status, "application/json", reply.headers)
-        self.send_header("content-length", str(len(data)))
+        end = cut_point(len(data), scenario.end_at_byte)
+        if end is not None:  # a body that ends early, and says so
+            data = data[:end]
+        cut = cut_point(len(data), scenario.cut_at_byte, short=True)
+        if cut is None and scenario.cut_after is not None:  # a dropped connection: half of the promised body
+            cut = len(data) // 2
+        self._start(reply.status, reply.content_type, reply.headers)
+        # A dropped connection always owes bytes, even when the body it promised was empty.
+        self.send_header("content-length", str(max(len(data), 1) if cut is not None else len(data)))
         self.end_headers()
-        if scenario.cut_after is not None:  # a dropped connection: half of the promised body
-            self.wfile.write(data[: len(data) // 2])
+        if cut is not None:
+            self.wfile.write(data[:cut])
             self._abort()
             return
         self.wfile.write(data)
@@ -237,16 +247,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if scenario.delay:
             time.sleep(scenario.delay)
+        total = sum(len(frame) for frame in reply.frames)
+        cut = cut_point(total, scenario.cut_at_byte)
+        end = cut_point(total, scenario.end_at_byte)
+        budget = min((point for point in (cut, end) if point is not None), default=None)
         for index, frame in enumerate(reply.frames):
             if scenario.cut_after is not None and index >= scenario.cut_after:
                 break
             if scenario.error_after is not None and index >= scenario.error_after and reply.error_frame:
                 self._write_chunk(reply.error_frame)
                 break
+            if budget is not None:  # a byte cut: this frame is written up to the cut, mid-frame
+                if budget <= 0:
+                    break
+                frame, budget = frame[:budget], budget - len(frame)
             if index and scenario.chunk_delay:
                 time.sleep(scenario.chunk_delay)
             self._write_chunk(frame)
-        if scenario.cut_after is not None:
+        if scenario.cut_after is not None or (cut is not None and (end is None or cut <= end)):
             self._abort()
             return
         self.wfile.write(b"0\r\n\r\n")

@@ -1,5 +1,10 @@
 """Salted hashes of request messages, so repeated prompts can be counted without keeping text.
 
+The instrumentors hash each request's messages (``ledger.prompt_hashes: true``) before the call
+leaves, so the hashing lives beside them; the ledger sink (:mod:`costspan.exporters.ledger`)
+owns the salt file, kept in the ledger's directory, and hands the salt over through
+:func:`load_salt`.
+
 The salt is random per ledger directory and never leaves it: the hash cannot be compared with
 hashes from other installations or reversed by hashing guessed prompts without the salt file.
 HMAC-SHA256 over a canonical JSON form (sorted keys, no whitespace) so that the same messages

@@ -1,6 +1,7 @@
-"""Flags and ledger opening shared by ``report``, ``export``, ``prune`` and ``advise``.
+"""Flags and ledger opening shared by the ledger commands ``report``, ``export``, ``prune`` and ``advise``.
 
-One definition so the four commands accept the same filters with the same meaning.
+One definition so the four commands accept the same filters with the same meaning. Argument
+parsing is the command line's business, so it lives here rather than beside the ledger it queries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from costspan.ledger import config as ledger_config
 from costspan.ledger import schema
 from costspan.ledger.periods import Period, resolve
 from costspan.ledger.query import Filters
-from costspan.settings import Settings, load_settings
+from costspan.settings import Settings
 
 
 class UsageError(Exception):
@@ -37,10 +38,6 @@ def add_filter_args(parser: argparse.ArgumentParser, *, default_since: str | Non
     for name in ("project", "user", "provider", "model"):
         which.add_argument(f"--{name}", action="append", default=[], metavar=name.upper())
     parser.set_defaults(default_since=default_since)
-
-
-def settings_for(args: argparse.Namespace) -> Settings:
-    return load_settings()
 
 
 def ledger_file(args: argparse.Namespace, settings: Settings) -> Path:
