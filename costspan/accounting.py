@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from costspan.accounted import Accounted, ChargeResult, Sink
+from costspan.accounted import Accounted, CallLabels, ChargeResult, Sink
 from costspan.logs import log_once
 from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
 from costspan.pricing.names import vendor
@@ -77,7 +77,12 @@ class Accounting:
                 charge = self.budgets.charge(facts, quote, reservation)
             except Exception:
                 log_once("budgets.charge")
-        accounted = Accounted(facts, quote, charge, self.limiter.call_labels(facts))
+        try:
+            labels: CallLabels | None = self.limiter.call_labels(facts)
+        except Exception:
+            log_once("labels")
+            labels = None
+        accounted = Accounted(facts, quote, charge, labels)
         for sink in self.sinks:
             try:
                 sink.record(accounted)

@@ -216,13 +216,14 @@ class LLMCall:
     def _record(self, response: Response) -> None:
         facts, runtime = self.facts, self.runtime
         values: dict[str, Any] = {}
-        facts.response_model = response.model or None
-        if response.response_id:
-            values[A.RESPONSE_ID] = response.response_id
-        if response.finish_reasons:
-            values[A.RESPONSE_FINISH_REASONS] = list(response.finish_reasons)
-        if response.service_tier:
-            facts.service_tier = response.service_tier
+        # What a provider sent is checked here, once: a model or an id that is not a string is no fact.
+        facts.response_model = _text(response.model)
+        if response_id := _text(response.response_id):
+            values[A.RESPONSE_ID] = response_id
+        if reasons := [str(reason) for reason in response.finish_reasons or ()]:
+            values[A.RESPONSE_FINISH_REASONS] = reasons
+        if service_tier := _text(response.service_tier):
+            facts.service_tier = service_tier
         usage, invalid = (None, frozenset[str]()) if response.usage is None else checked(response.usage)
         source = "reported"
         if invalid:
@@ -381,6 +382,10 @@ def _tracer(provider: trace.TracerProvider) -> trace.Tracer:
 
         tracer = _tracers[provider] = provider.get_tracer(TRACER_NAME, __version__)
     return tracer
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _message_count(messages: object) -> int:

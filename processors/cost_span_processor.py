@@ -9,7 +9,8 @@ the result onto the still-open span, then calls the original ``end``.
 
 Every other span must cost next to nothing. Spans are told apart by their instrumentation scope,
 looked up in one dictionary: costspan's own scopes (accounted by the call itself), scopes whose
-name says they trace LLM calls (hooked), and the rest. A scope of the rest is watched for its first
+name says they trace LLM calls (hooked), and the rest; a plain span outside any LLM span costs
+that lookup and nothing else. A scope of the rest is watched for its first
 spans; if one turns out to be an LLM call only at its end, the scope is hooked from then on, and
 that span is accounted when it ends (without cost attributes, which it is too late to write).
 
@@ -44,16 +45,10 @@ from costspan.accounting import Accounting
 from costspan.logs import log_once
 from costspan.processors.codec import decode, is_genai
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
+from costspan.processors.scopes import OWN_SCOPES, is_llm_scope
 from costspan.usage import CallFacts
 
 _MAX_DEPTH = 32
-_OWN_SCOPES = frozenset({"costspan.instrumentation", "costspan.track"})
-_LLM_WORDS = (
-    "openai", "anthropic", "genai", "gen_ai", "llm", "langchain", "llama", "bedrock", "vertex", "gemini", "mistral",
-    "cohere", "groq", "ollama", "litellm", "openinference", "openlit", "traceloop", "haystack", "crewai", "dspy",
-    "semantic_kernel", "semantic-kernel", "ai-sdk", "vercel",
-)
-"""Scope names that trace LLM calls (their spans may name the model only at the end)."""
 OWN, HOOKED, WATCHED, PLAIN = range(4)
 WATCH_SPANS = 256
 """Spans of an unknown scope checked at their end before the scope is taken as plain."""
@@ -66,8 +61,10 @@ class CostSpanProcessor(SpanProcessor):
         self._scopes: dict[str, int] = {}
         self._watching: dict[str, int] = {}
         """Spans still to check per watched scope."""
-        self._parents: dict[int, int] = {}
-        """Every open span's parent (0: a root), so an LLM span's ancestors are found through plain spans."""
+        self._open: dict[int, int] = {}
+        """Open spans that may matter for "counted once", with their parent (0: a root): LLM spans
+        (costspan's, hooked, watched) and every span started while one of those is open, so that a
+        nested LLM span finds its LLM ancestors through the plain spans between them."""
         self._covered: dict[int, str] = {}
         """Open spans a descendant was charged for, with that descendant's id."""
         self._hooked: set[int] = set()
@@ -76,15 +73,16 @@ class CostSpanProcessor(SpanProcessor):
     # -- SpanProcessor -------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            parent = span.parent
-            span_id = span.context.span_id
-            self._parents[span_id] = parent.span_id if parent is not None else 0
-            scope = span.instrumentation_scope
-            name = scope.name if scope is not None else ""
+            name = _scope_name(span)
             kind = self._scopes.get(name)
             if kind is None:
                 kind = self._classify(name)
-            if kind in (PLAIN, OWN):
+            if kind == PLAIN:
+                if self._open:  # inside an LLM span: the link may lead from a nested one to it
+                    self._link(span)
+                return
+            self._link(span)
+            if kind == OWN:
                 return  # costspan's own calls account themselves
             attrs = _attributes(span)
             genai = is_genai(attrs)
@@ -97,20 +95,24 @@ class CostSpanProcessor(SpanProcessor):
             log_once("the span processor (on_start)")
 
     def on_end(self, span: ReadableSpan) -> None:
-        span_id = span.context.span_id
-        self._parents.pop(span_id, None)
-        covered = self._covered.pop(span_id, None) if self._covered else None
-        if span_id in self._hooked:
-            self._hooked.discard(span_id)
-            # Drop the hook: its closure refers to the span, a cycle that would leave the span to the
-            # cycle collector instead of reference counting.
-            with contextlib.suppress(AttributeError, TypeError):
-                vars(span).pop("end", None)
-        elif self._watching:
+        if self._open:
+            span_id = span.context.span_id
+            self._open.pop(span_id, None)
+            covered = self._covered.pop(span_id, None) if self._covered else None
+            if span_id in self._hooked:
+                self._hooked.discard(span_id)
+                # Drop the hook: its closure refers to the span, a cycle that would leave the span to
+                # the cycle collector instead of reference counting.
+                with contextlib.suppress(AttributeError, TypeError):
+                    vars(span).pop("end", None)
+                return
+        else:
+            covered = None
+        if self._watching:
             self._watch(span, covered)
 
     def shutdown(self) -> None:
-        self._parents.clear()
+        self._open.clear()
         self._covered.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -124,28 +126,31 @@ class CostSpanProcessor(SpanProcessor):
     def cover_ancestors(self, span_id: int, charged: str) -> None:
         """Every open ancestor of a charged span is covered by it: not only those known as LLM
         spans, since a framework or peer span may name its model only when it ends."""
-        parents, covered = self._parents, self._covered
-        current = parents.get(span_id, 0)
+        links, covered = self._open, self._covered
+        current = links.get(span_id, 0)
         depth = 0
         while current and depth < _MAX_DEPTH:
-            if current not in parents:
+            if current not in links:
                 return
             covered.setdefault(current, charged)
-            current = parents[current]
+            current = links[current]
             depth += 1
 
     # -- the hook -----------------------------------------------------------------------
     def _classify(self, name: str) -> int:
-        lowered = name.lower()
-        if name in _OWN_SCOPES:
+        if name in OWN_SCOPES:
             kind = OWN
-        elif any(word in lowered for word in _LLM_WORDS):
+        elif is_llm_scope(name):
             kind = HOOKED
         else:
             kind = WATCHED
             self._watching[name] = WATCH_SPANS
         self._scopes[name] = kind
         return kind
+
+    def _link(self, span: ReadableSpan) -> None:
+        parent = span.parent
+        self._open[span.context.span_id] = parent.span_id if parent is not None else 0
 
     def _hook(self, span: Span) -> None:
         original_end = span.end
@@ -191,8 +196,7 @@ class CostSpanProcessor(SpanProcessor):
         """A span of a watched scope ended: if it was an LLM call after all, hook the scope and account
         this one now (its attributes are frozen, so it is charged and recorded without them)."""
         try:
-            scope = span.instrumentation_scope
-            name = scope.name if scope is not None else ""
+            name = _scope_name(span)
             left = self._watching.get(name)
             if left is None:
                 return
@@ -248,6 +252,16 @@ class CostSpanProcessor(SpanProcessor):
             span.set_attribute(A.FEATURE, who.feature)
         if who.user and A.USER_ID not in attrs:
             span.set_attribute(A.USER_ID, who.user)
+
+
+def _scope_name(span: ReadableSpan) -> str:
+    """The span's instrumentation scope name, from the SDK's own fields where it has them: the public
+    properties cost more than all the rest a plain span pays here."""
+    try:
+        return str(span._instrumentation_scope._name)  # type: ignore[union-attr]  # the SDK's fields
+    except AttributeError:
+        scope = span.instrumentation_scope
+        return scope.name if scope is not None else ""
 
 
 def _on_event_loop() -> bool:

@@ -4,18 +4,25 @@ A dropped span never reaches a processor, so with ``always_off`` (or a 1% ratio)
 unpriced and budgets unenforced. The guard turns a DROP of an LLM span into RECORD_ONLY: the span
 is recorded and seen by the CostSpanProcessor, but not sampled, so exporters still skip it.
 Trace sampling and accounting stay independent (docs/architecture.md, rule 7).
+
+Only tracers of LLM instrumentation scopes get the guard (each tracer keeps the sampler it was
+made with): the application's other spans are sampled exactly as before, at no extra cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
 from costspan.processors.codec import is_genai
+from costspan.processors.scopes import is_llm_scope
 
 _GENAI_NAME_PREFIXES = ("anthropic.messages", "openai.", "chat ", "text_completion ", "embeddings ")
 
@@ -48,9 +55,18 @@ class AccountingSampler(Sampler):
         return f"CostspanAccounting{{{self.delegate.get_description()}}}"
 
 
-def guard(provider: object) -> None:
-    """Wrap an SDK TracerProvider's sampler in place, once. Tracers made afterwards use the guard."""
-    sampler = getattr(provider, "sampler", None)
-    if sampler is None or isinstance(sampler, AccountingSampler):
+def guard(provider: TracerProvider) -> None:
+    """Make the tracers the provider gives LLM instrumentation scopes from now on use the guard, once."""
+    if getattr(provider.get_tracer, "_costspan_guard", False):
         return
-    provider.sampler = AccountingSampler(sampler)  # type: ignore[attr-defined]
+    original = provider.get_tracer
+
+    def get_tracer(instrumenting_module_name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+        tracer = original(instrumenting_module_name, *args, **kwargs)
+        guarded = isinstance(tracer, Tracer) and isinstance(tracer.sampler, AccountingSampler)
+        if isinstance(tracer, Tracer) and not guarded and is_llm_scope(instrumenting_module_name):
+            tracer.sampler = AccountingSampler(tracer.sampler)
+        return tracer
+
+    setattr(get_tracer, "_costspan_guard", True)  # noqa: B010  # recognised if attached again
+    provider.get_tracer = get_tracer  # type: ignore[method-assign]  # per provider: the class stays untouched
