@@ -27,6 +27,11 @@ _PROVIDERS = {
     "bedrock_converse": "aws.bedrock",
     "cohere_chat": "cohere",
     "amazon_nova": "aws.bedrock",
+    "codestral": "mistral_ai",
+    "text-completion-codestral": "mistral_ai",
+    "ollama_chat": "ollama",
+    "hosted_vllm": "vllm",
+    "lm_studio": "lmstudio",
 }
 _MODES = {None, "chat", "completion", "responses", "embedding", "image_generation", "moderation"}
 _FIELDS = {
