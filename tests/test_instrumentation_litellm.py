@@ -341,5 +341,39 @@ def test_a_disagreement_with_litellm_cost_is_logged_once_per_model_at_debug(
     assert "openai/gpt-4o-mini" in logged[0]
 
 
+def test_registered_for_the_launcher() -> None:
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "costspan_litellm"]
+    assert entry.load() is LiteLLMInstrumentor
+
+
+SKIPPED_WITHOUT_LITELLM = """
+import sys
+sys.modules["litellm"] = None  # as if it were not installed: importing it raises ModuleNotFoundError
+from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
+from opentelemetry.instrumentation.distro import DefaultDistro
+from openai.resources.chat.completions import Completions
+import wrapt
+_load_instrumentors(DefaultDistro())
+print(isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper))
+"""
+
+
+@pytest.mark.slow
+def test_the_launcher_skips_it_cleanly_without_litellm(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COSTSPAN_STORE": "memory://", "COSTSPAN_LEDGER": "off"}
+    done = subprocess.run([sys.executable, "-c", SKIPPED_WITHOUT_LITELLM], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"  # the other instrumentors were loaded
+    assert "Traceback" not in done.stderr
+
+
 def test_uninstrument_restores_the_sdk(instrumented: Any) -> None:
     assert_uninstrument_restores(instrumented, METHODS)
