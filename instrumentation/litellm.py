@@ -12,9 +12,10 @@ LiteLLM answers in OpenAI's shape whatever the provider, so :mod:`._openai_forma
 adds Anthropic's cache reads and writes back into ``prompt_tokens`` (semconv's input) and keeps the
 writes in ``cache_creation_input_tokens``, which are read here.
 
-Counted once: for OpenAI-compatible providers LiteLLM calls through the openai SDK, which costspan
-also instruments. The call is LiteLLM's, so this wrapper makes the span and marks the context (as every
-costspan wrapper does): the openai SDK's wrapper inside steps aside. LiteLLM's own cost figure is not
+Counted once: LiteLLM sends some calls through the openai SDK's instrumented methods (Azure chat,
+OpenAI embeddings with an ``encoding_format``, legacy completions; 1.110 posts other OpenAI-compatible
+chat requests below them). The call is LiteLLM's, so this wrapper makes the span and marks the context
+(as every costspan wrapper does): the openai SDK's wrapper inside steps aside. LiteLLM's own cost figure is not
 used (costspan's pricer is the one source of prices) but a disagreement above 1% is logged once per
 model at DEBUG, as a hint that one of the two price lists is out of date.
 
