@@ -197,6 +197,8 @@ class LLMCall:
                 values[A.REASONING_TOKENS] = usage.reasoning_tokens
             if usage.images:
                 values[A.IMAGE_COUNT] = usage.images
+            if usage.search_units:
+                values[A.SEARCH_UNITS] = usage.search_units
         if runtime.settings.capture_content and response.output_texts:
             values[A.OUTPUT_MESSAGES] = _as_json(
                 [{"role": "assistant", "parts": [{"type": "text", "content": "".join(response.output_texts)}]}]
