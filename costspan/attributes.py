@@ -43,6 +43,7 @@ OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 # costspan's own.
 USAGE_SOURCE = "costspan.usage.source"
 IMAGE_COUNT = "costspan.usage.images"
+SEARCH_UNITS = "costspan.usage.search_units"
 CACHE_WRITE_1H_TOKENS = "costspan.usage.cache_write_1h.input_tokens"
 COST_USD = "costspan.cost.usd"
 COST_INPUT_USD = "costspan.cost.input_usd"

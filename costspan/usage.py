@@ -45,6 +45,8 @@ class Usage:
     """Subset of ``cache_write_tokens`` written with the 1-hour lifetime (Anthropic)."""
     reasoning_tokens: int = 0
     images: int = 0
+    search_units: int = 0
+    """Rerank searches billed (Cohere: one per query over up to 100 documents), priced per unit."""
 
     @property
     def total_tokens(self) -> int:

@@ -1,7 +1,8 @@
-"""A plain application calling eight LLM providers: not one line of costspan in it.
+"""A plain application calling LLM providers through nine client libraries: not one line of costspan in it.
 
 It makes one ordinary call and one streamed call through each provider's own client library:
-OpenAI, Anthropic, Google Gemini, Groq, Ollama, Amazon Bedrock (boto3), Mistral and Cohere. Run it
+OpenAI, Anthropic, Google Gemini, Groq, Ollama, Amazon Bedrock (boto3), Mistral and Cohere, and through
+LiteLLM to DeepSeek. Run it
 under the OpenTelemetry launcher and costspan prices every call:
 
     COSTSPAN_PROMETHEUS_PORT=9464 opentelemetry-instrument --traces_exporter console \\
@@ -19,6 +20,8 @@ the real APIs or against a local stand-in (``python -m costspan.standin.server``
   ``AWS_SECRET_ACCESS_KEY``: read by ``boto3.client("bedrock-runtime")`` itself.
 * ``MISTRAL_SERVER_URL`` (defined by this example; unset means Mistral's endpoint), ``MISTRAL_API_KEY``.
 * ``CO_API_URL``, ``CO_API_KEY``: read by ``cohere.ClientV2()`` itself.
+* ``DEEPSEEK_API_BASE``, ``DEEPSEEK_API_KEY``: read by ``litellm.completion()`` itself for ``deepseek/``
+  models (``LITELLM_LOCAL_MODEL_COST_MAP=True`` keeps LiteLLM from fetching its price map at import).
 
 ``EXAMPLE_LINGER_SECONDS`` keeps the process up after the calls, so a scraper can read /metrics.
 """
@@ -33,6 +36,7 @@ import anthropic
 import boto3
 import cohere
 import groq
+import litellm
 import ollama
 import openai
 from google import genai
@@ -109,9 +113,18 @@ def call_cohere() -> None:
         pass
 
 
+def call_litellm() -> None:
+    litellm.completion(model="deepseek/deepseek-chat", messages=MESSAGES)
+    stream = litellm.completion(
+        model="deepseek/deepseek-chat", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    for _chunk in stream:
+        pass
+
+
 def main() -> None:
     for call in (call_openai, call_anthropic, call_gemini, call_groq, call_ollama, call_bedrock, call_mistral,
-                 call_cohere):
+                 call_cohere, call_litellm):
         call()
     time.sleep(float(os.environ.get("EXAMPLE_LINGER_SECONDS", "0")))
 

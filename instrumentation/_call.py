@@ -279,7 +279,7 @@ class LLMCall:
         if "output_tokens" in invalid and response.output_texts is not None:
             usage = replace(usage, output_tokens=self._count_output(response))
             known.add("output_tokens")
-        return usage if known or usage.images else None
+        return usage if known or usage.images or usage.search_units else None
 
     def _estimate(self, response: Response) -> Usage:
         counter, request = self.runtime.counter, self.request

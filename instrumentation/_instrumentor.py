@@ -21,6 +21,7 @@ from costspan.instrumentation._wrapping import Operation, is_coroutine_method, m
 class MethodSpec:
     module: str
     owner: str
+    """The class that has the method; ``""`` for a module-level function (``litellm.completion``)."""
     method: str
     operation: Operation
     wrap: Callable[[Operation, bool], Callable[..., Any]] = make_wrapper
@@ -28,11 +29,14 @@ class MethodSpec:
     request itself but returns an object that does (anthropic's ``messages.stream()`` manager)."""
 
 
-def _owner(spec: MethodSpec) -> type | None:
+def _owner(spec: MethodSpec) -> Any:
+    """The class (or, for a module-level function, the module) that has the method; None if absent."""
     try:
         module = importlib.import_module(spec.module)
     except ImportError:
         return None
+    if not spec.owner:
+        return module if callable(getattr(module, spec.method, None)) else None
     owner = getattr(module, spec.owner, None)
     return owner if isinstance(owner, type) and hasattr(owner, spec.method) else None
 
@@ -48,7 +52,7 @@ def patch(methods: Iterable[MethodSpec], tracer_provider: Any = None) -> None:
             continue
         operation = replace(spec.operation, patched=(owner, spec.method))
         wrapper = spec.wrap(operation, is_coroutine_method(owner, spec.method))
-        wrap_function_wrapper(spec.module, f"{spec.owner}.{spec.method}", wrapper)
+        wrap_function_wrapper(spec.module, f"{spec.owner}.{spec.method}" if spec.owner else spec.method, wrapper)
 
 
 def unpatch(methods: Iterable[MethodSpec]) -> None:

@@ -55,8 +55,8 @@ class Operation:
     proxy_stream: Callable[..., Any] = wrap_stream
     """Puts the stream proxy in place (``wrap_stream``'s signature); a helper object that reads its events
     from an inner stream proxies that one and is returned itself."""
-    patched: tuple[type, str] | None = None
-    """(class, method) where this operation is patched in; set by ``patch()``."""
+    patched: tuple[Any, str] | None = None
+    """(class or module, method) where this operation is patched in; set by ``patch()``."""
 
     def wrapped_by_another(self) -> bool:
         """Whether a second wrapt wrapper sits on the patched method: another instrumentation's, around ours

@@ -5,8 +5,9 @@ Cohere reports two counts: ``usage.billed_units`` (what it bills) and ``usage.to
 model processed, including the chat template and preamble it does not bill). The billed units are
 the span's usage and are priced; ``tokens`` is left aside. Embed and rerank report under
 ``meta.billed_units``; rerank is billed per search unit (one query over up to 100 documents),
-which no catalog costspan reads prices per unit, so rerank calls are recorded as ``unpriced``,
-never as free.
+carried as ``search_units`` and priced per unit where a catalog has such a price (LiteLLM's map
+does for ``rerank-v3.5`` and its kin, as ``input_cost_per_query``); a rerank model with none is
+``unpriced``, never free.
 
 ``chat_stream`` is a generator (the async one an async generator): the request leaves at the
 first ``next()``, and the proxy sees its events from there, ``message-end`` bringing the usage.
@@ -84,8 +85,11 @@ def _embed_response(result: Any, request: Request) -> Response:
 
 
 def _rerank_response(result: Any, request: Request) -> Response:
-    """Usage-less on purpose: a search unit is no token, and counting none keeps the call unpriced."""
-    return Response(response_id=field(result, "id"))
+    """Billed per search unit: priced where a catalog has a per-unit price, otherwise unpriced (never free)."""
+    billed = field(field(result, "meta"), "billed_units")
+    units = field(billed, "search_units")
+    usage = Usage(search_units=count(billed, "search_units")) if units is not None else None
+    return Response(response_id=field(result, "id"), usage=usage)
 
 
 class StreamObserver:

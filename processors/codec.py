@@ -110,7 +110,8 @@ def decode(attributes: Mapping[str, Any]) -> CallFacts | None:
     )
     reasoning = _first_count(attributes, A.REASONING_TOKENS, *A.PEER_REASONING_TOKENS) or 0
     images = _first_count(attributes, A.IMAGE_COUNT) or 0
-    has_usage = input_tokens is not None or output_tokens is not None or images > 0
+    search_units = _first_count(attributes, A.SEARCH_UNITS) or 0
+    has_usage = input_tokens is not None or output_tokens is not None or images > 0 or search_units > 0
     if input_tokens is not None and A.INPUT_TOKENS not in attributes and provider == "anthropic":
         # Older Anthropic instrumentations report the API's input_tokens, which excludes cache traffic.
         input_tokens += cache_read + cache_write
@@ -122,6 +123,7 @@ def decode(attributes: Mapping[str, Any]) -> CallFacts | None:
         cache_write_1h_tokens=_first_count(attributes, A.CACHE_WRITE_1H_TOKENS, *A.PEER_CACHE_WRITE_1H_TOKENS) or 0,
         reasoning_tokens=reasoning,
         images=images,
+        search_units=search_units,
     )
     ttfc = attributes.get(A.RESPONSE_TTFC)
     return CallFacts(
@@ -183,6 +185,7 @@ def encode(facts: CallFacts) -> dict[str, Any]:
             (A.CACHE_WRITE_1H_TOKENS, usage.cache_write_1h_tokens),
             (A.REASONING_TOKENS, usage.reasoning_tokens),
             (A.IMAGE_COUNT, usage.images),
+            (A.SEARCH_UNITS, usage.search_units),
         )
         values.update((name, count) for name, count in counts if count)
     return values

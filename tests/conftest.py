@@ -26,6 +26,8 @@ pytest_plugins = ["tests.fakes.fixtures"]
 os.environ.setdefault("COSTSPAN_STORE", "memory://")
 os.environ.setdefault("COSTSPAN_LEDGER", "off")
 os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="costspan-test-state-"))
+# LiteLLM fetches its price map from the network when imported, unless told to use the copy it ships.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 _exporter = InMemorySpanExporter()
 _provider = TracerProvider()

@@ -60,9 +60,15 @@ def is_wrapped(owner: type, method: str) -> bool:
     return isinstance(owner.__dict__.get(method), wrapt.FunctionWrapper)
 
 
+def _owner(module: str, owner: str) -> Any:
+    """The patched class, or the module itself for a module-level function (``MethodSpec.owner`` empty)."""
+    found = importlib.import_module(module)
+    return getattr(found, owner) if owner else found
+
+
 def assert_uninstrument_restores(instrumentor: BaseInstrumentor, methods: Any) -> None:
     """``uninstrument()`` puts every patched method back; instrumenting again wraps them again."""
-    owners = [(getattr(importlib.import_module(m.module), m.owner), m.method) for m in methods]
+    owners = [(_owner(m.module, m.owner), m.method) for m in methods]
     assert owners and all(is_wrapped(owner, name) for owner, name in owners)
     instrumentor.uninstrument()
     try:

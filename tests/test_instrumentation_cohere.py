@@ -1,8 +1,8 @@
 """The Cohere instrumentor, driven through the real ``cohere`` SDK's ``ClientV2`` against the stand-in.
 
 Cohere reports ``billed_units`` (billed) beside ``tokens`` (processed, chat template included): the
-span carries and prices the billed units. Rerank is billed per search unit, which no catalog prices
-per unit here: it is recorded as unpriced, never as free.
+span carries and prices the billed units. Rerank is billed per search unit: priced per unit where a
+catalog has that price (LiteLLM's map, in the bundled snapshot), otherwise unpriced, never free.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ def test_async_chat_stream_embed_and_rerank(
         await client.embed(model="embed-english-v3.0", texts=["hello"], input_type="search_document",
                            embedding_types=["float"])
         await client.rerank(model="rerank-v3.5", query="river", documents=["Douro", "Tagus"])
+        await client.rerank(model="rerank-v3.5", query="river", documents=[f"river {i}" for i in range(150)])
+        await client.rerank(model="rerank-v9-unknown", query="river", documents=["Douro"])
         return events
 
     events = asyncio.run(run())
@@ -114,8 +116,13 @@ def test_async_chat_stream_embed_and_rerank(
     assert (embed[A.OPERATION], embed[A.INPUT_TOKENS], embed[A.COST_STATUS]) == ("embeddings", 8, "priced")
     (snapshot_embed,) = by_model["embed-english-v3.0"]  # genai-prices lacks it: the bundled snapshot prices it
     assert str(snapshot_embed[A.PRICING_SOURCE]).startswith("litellm-snapshot")
-    (rerank,) = by_model["rerank-v3.5"]
-    assert (rerank[A.OPERATION], rerank[A.COST_STATUS]) == ("rerank", "unpriced")
+    # One search unit per query over up to 100 documents, at the per-unit price ($2 per 1,000 searches).
+    reranks = [(r[A.OPERATION], r[A.SEARCH_UNITS], r[A.COST_STATUS], r[A.COST_USD]) for r in by_model["rerank-v3.5"]]
+    assert reranks == [("rerank", 1, "priced", pytest.approx(0.002, rel=1e-12)),
+                       ("rerank", 2, "priced", pytest.approx(0.004, rel=1e-12))]
+    assert str(by_model["rerank-v3.5"][0][A.PRICING_SOURCE]).startswith("litellm-snapshot")
+    (unknown,) = by_model["rerank-v9-unknown"]
+    assert (unknown[A.SEARCH_UNITS], unknown[A.COST_STATUS]) == (1, "unpriced")  # never free
     assert harness.sample("costspan_unpriced_requests_total", provider="cohere") == 1
 
 

@@ -1,6 +1,6 @@
 """The error matrix: every instrumented SDK, every way a call fails, sync and async.
 
-For openai, anthropic, google-genai, groq, ollama, mistralai, cohere and boto3's Bedrock (sync only),
+For openai, anthropic, google-genai, groq, ollama, mistralai, cohere, LiteLLM and boto3's Bedrock (sync only),
 driven against the stand-in: a rate limit (429), a server error (500), and a stream cut in the middle
 (the connection drops after a few frames, with chunks already delivered). Whatever the SDK raises
 without costspan must reach the application unchanged (same class, same status), and costspan must
@@ -140,6 +140,42 @@ async def _cohere_async_stream(client: Any) -> Any:
     return client.chat_stream(**COHERE)
 
 
+def _litellm_instrumentor() -> BaseInstrumentor:
+    from costspan.instrumentation.litellm import LiteLLMInstrumentor
+
+    return LiteLLMInstrumentor()
+
+
+def _litellm(url: str) -> dict[str, Any]:
+    """LiteLLM has no client object: what stands for one is the route, the arguments every call takes."""
+    return {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "api_base": url + "/v1", "api_key": "k",
+            "max_retries": 0}
+
+
+def _litellm_call(route: dict[str, Any]) -> Any:
+    import litellm
+
+    return litellm.completion(**route)
+
+
+def _litellm_stream(route: dict[str, Any]) -> Any:
+    import litellm
+
+    return litellm.completion(**route, stream=True, stream_options={"include_usage": True})
+
+
+async def _litellm_async_call(route: dict[str, Any]) -> Any:
+    import litellm
+
+    return await litellm.acompletion(**route)
+
+
+async def _litellm_async_stream(route: dict[str, Any]) -> Any:
+    import litellm
+
+    return await litellm.acompletion(**route, stream=True, stream_options={"include_usage": True})
+
+
 BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 BEDROCK_MESSAGES: Any = [{"role": "user", "content": [{"text": "Name one lighthouse on the coast of Portugal."}]}]
 
@@ -236,6 +272,18 @@ SDKS = [
         lambda c: c.chat_stream(**COHERE),
         lambda c: c.chat(**COHERE),
         _cohere_async_stream,
+    ),
+    Sdk(
+        "litellm",
+        "openai",
+        "{url}/v1=openai",
+        _litellm_instrumentor,
+        _litellm,
+        _litellm,
+        _litellm_call,
+        _litellm_stream,
+        _litellm_async_call,
+        _litellm_async_stream,
     ),
     Sdk(
         "bedrock",

@@ -207,6 +207,28 @@ def test_litellm_import_adds_only_what_genai_prices_lacks(tmp_path: Path) -> Non
     assert pricer.quote("ollama", "acme:7b-cloud", MILLION, server_address="127.0.0.1").status == UNPRICED
 
 
+def test_rerank_is_priced_per_search_unit_and_never_per_token() -> None:
+    """LiteLLM's ``input_cost_per_query`` is a price per rerank search unit; a rerank entry priced only per
+    token is left out, since a rerank call reports no tokens and would come out free."""
+    from costspan.pricing.litellm import convert
+
+    converted = convert({
+        "rerank-v3.5": {"litellm_provider": "cohere", "mode": "rerank", "input_cost_per_query": 0.002,
+                        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0},
+        "rerank-v5.0-pro": {"litellm_provider": "cohere", "mode": "rerank", "input_cost_per_token": 5e-08},
+    }, "map.json")
+    assert converted.skipped == {"rerank priced per token": 1}
+    pricer = LayeredPricer(user=[parse_table({"models": converted.entries}, "map.json", "litellm-import")])
+
+    quote = pricer.quote("cohere", "rerank-v3.5", Usage(search_units=3))
+    assert (quote.status, quote.total_nanos, quote.input_nanos) == (PRICED, 6_000_000, 6_000_000)
+    assert pricer.quote("cohere", "rerank-v5.0-pro", Usage(search_units=3)).status == UNPRICED
+    bundled = load_table(SNAPSHOT_PATH, "litellm-snapshot")
+    assert LayeredPricer(snapshot=bundled).quote("cohere", "rerank-v3.5", Usage(search_units=1)).total_nanos == (
+        2_000_000
+    )
+
+
 def test_import_errors_name_file_and_entry(tmp_path: Path) -> None:
     source = tmp_path / "map.json"
     source.write_text(json.dumps({"acme": {"litellm_provider": "openai", "input_cost_per_token": "lots"}}))

@@ -167,7 +167,7 @@ def run_show(args: argparse.Namespace) -> int:
     tiers = {tier: describe.card(tier_card) for tier in priced.service_tiers()
              if (tier_card := priced.card(args.at, tier)) is not None}
     data = {"provider": provider, "model": args.model, "key": priced.key, "source": priced.source,
-            "unit": "USD per million tokens; per_image and per_request in USD",
+            "unit": "USD per million tokens; per_image, per_request and per_search_unit in USD",
             "prices": describe.card(standard), "service_tiers": tiers}
     if args.json:
         print(json.dumps(data, indent=2))

@@ -14,6 +14,7 @@ models:
     reasoning: 10.00                  # omitted: reasoning costs the output rate
     per_image: 0.04                   # USD per generated image
     per_request: 0.001                # USD per request
+    per_search_unit: 0.002            # USD per rerank search unit (Cohere: one query, up to 100 documents)
     tiers:                            # above N input tokens the WHOLE request costs these
       - {above: 200000, input: 5.00, output: 15.00}
     service_tiers:                    # partial overrides for batch / flex / priority
@@ -41,7 +42,8 @@ from costspan.pricing.rates import PriceCard, PriceSet
 from costspan.pricing.table import PriceEntry, PriceTable
 
 PRICE_FIELDS = (
-    "input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning", "per_image", "per_request"
+    "input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning", "per_image", "per_request",
+    "per_search_unit",
 )
 _TOP_KEYS = {"format", "source", "attribution", "generated", "models"}
 _ENTRY_KEYS = {"key", "match", "effective", "tiers", "service_tiers", "note", *PRICE_FIELDS}
@@ -112,7 +114,9 @@ def _entry(raw: object, origin: str, index: int) -> PriceEntry:
     providers, models, regex = _match(raw.get("match"), origin, f"{where}.match")
     card = _card(raw, origin, where)
     if not card.base.prices_anything():
-        raise ConfigError(origin, where, "no price: give at least one of input, output, per_image, per_request")
+        raise ConfigError(
+            origin, where, "no price: give at least one of input, output, per_image, per_request, per_search_unit"
+        )
     key = raw.get("key") or _default_key(providers, models, regex)
     if not isinstance(key, str):
         raise ConfigError(origin, f"{where}.key", f"expected a string, got {key!r}")

@@ -35,6 +35,7 @@ _KEYS: dict[str, tuple[str, int]] = {
     "output_mtok": ("output", 1),
     "output_reasoning_mtok": ("reasoning", 1),
     "requests_kcount": ("per_request", 1000),
+    "rerank_searches_kcount": ("per_search_unit", 1000),
 }
 
 

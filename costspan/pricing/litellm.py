@@ -27,8 +27,13 @@ _PROVIDERS = {
     "bedrock_converse": "aws.bedrock",
     "cohere_chat": "cohere",
     "amazon_nova": "aws.bedrock",
+    "codestral": "mistral_ai",
+    "text-completion-codestral": "mistral_ai",
+    "ollama_chat": "ollama",
+    "hosted_vllm": "vllm",
+    "lm_studio": "lmstudio",
 }
-_MODES = {None, "chat", "completion", "responses", "embedding", "image_generation", "moderation"}
+_MODES = {None, "chat", "completion", "responses", "embedding", "image_generation", "moderation", "rerank"}
 _FIELDS = {
     "input_cost_per_token": "input",
     "cache_read_input_token_cost": "cached_input",
@@ -37,8 +42,9 @@ _FIELDS = {
     "output_cost_per_reasoning_token": "reasoning",
     "output_cost_per_image": "per_image",
     "input_cost_per_request": "per_request",
+    "input_cost_per_query": "per_search_unit",
 }
-_PER_UNIT = {"per_image", "per_request"}
+_PER_UNIT = {"per_image", "per_request", "per_search_unit"}
 _SERVICE_TIERS = {"batches": "batch", "flex": "flex", "priority": "priority"}
 _PRICE_KEY = re.compile(
     r"^(?P<field>" + "|".join(_FIELDS) + r")(?P<hour>_above_1hr)?(?:_above_(?P<k>\d+)k_tokens)?"
@@ -92,6 +98,10 @@ def convert(data: Mapping[str, Any], origin: str) -> Converted:
         if raw.get("mode") not in _MODES:
             result.skipped[f"mode {raw.get('mode')}"] += 1
             continue
+        if raw.get("mode") == "rerank" and "input_cost_per_query" not in raw:
+            # Rerank calls report search units, not tokens: a per-token price would make them free.
+            result.skipped["rerank priced per token"] += 1
+            continue
         model = model_name(key, litellm_provider)
         if _UNMATCHABLE.search(model):
             result.skipped["size, quality or region variant"] += 1
@@ -138,7 +148,7 @@ def _entry(key: str, raw: Mapping[str, Any], origin: str, provider: str, model: 
         bucket[target] = price
     if "per_image" in base and "output_cost_per_image_token" in raw:
         del base["per_image"]  # images billed as output tokens: a per-image price would count them twice
-    if not any(k in base for k in ("input", "output", "per_image", "per_request")):
+    if not any(k in base for k in ("input", "output", "per_image", "per_request", "per_search_unit")):
         return None
     entry: dict[str, Any] = {"key": f"{provider}/{model}", "match": {"provider": provider, "model": model}, **base}
     if tiers:
@@ -165,4 +175,4 @@ def _price(value: object, origin: str, where: str, *, per_unit: bool) -> int | f
 
 
 def _priced_above_zero(entry: Mapping[str, Any]) -> bool:
-    return any(entry.get(name) for name in ("input", "output", "per_image", "per_request"))
+    return any(entry.get(name) for name in ("input", "output", "per_image", "per_request", "per_search_unit"))

@@ -24,7 +24,7 @@ _NANOS_PER_MTOK_USD = _NANOS_PER_USD / MILLION
 
 @dataclass(frozen=True, slots=True)
 class PriceSet:
-    """One set of prices in USD: per million tokens, except ``per_image`` and ``per_request``.
+    """One set of prices in USD: per million tokens, except ``per_image``, ``per_request`` and ``per_search_unit``.
 
     ``None`` means "not priced separately": cached input and cache writes then cost the input
     rate, 1-hour cache writes the cache-write rate and reasoning the output rate, which is how
@@ -39,6 +39,7 @@ class PriceSet:
     reasoning: Decimal | None = None
     per_image: Decimal | None = None
     per_request: Decimal | None = None
+    per_search_unit: Decimal | None = None
 
     def over(self, base: PriceSet) -> PriceSet:
         """These prices where set, ``base``'s elsewhere (tiers and service tiers are partial)."""
@@ -50,7 +51,9 @@ class PriceSet:
 
     def prices_anything(self) -> bool:
         """False for entries priced only in units costspan does not measure (seconds, pixels...)."""
-        return any(v is not None for v in (self.input, self.output, self.per_image, self.per_request))
+        return any(
+            v is not None for v in (self.input, self.output, self.per_image, self.per_request, self.per_search_unit)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,7 @@ class Rates:
     reasoning: int
     image: int
     request: int
+    search_unit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,7 @@ def compile_rates(prices: PriceSet) -> Rates:
         *(rate * _NANOS_PER_MTOK_USD for rate in (input_, cache_read, cache_write, cache_write_1h, output, reasoning)),
         (prices.per_image or Decimal(0)) * _NANOS_PER_USD,
         (prices.per_request or Decimal(0)) * _NANOS_PER_USD,
+        (prices.per_search_unit or Decimal(0)) * _NANOS_PER_USD,
     ]
     digits = max(0, *(-int(n.normalize().as_tuple().exponent) for n in nanos))
     scale = 10**digits
@@ -142,7 +147,7 @@ def charge(rates: Rates, usage: Usage) -> tuple[int, int, int, int]:
     uncached = max(usage.input_tokens - cache_read - cache_write, 0)
     output = usage.output_tokens
     reasoning = min(usage.reasoning_tokens, output)
-    a_input = uncached * rates.input + rates.request
+    a_input = uncached * rates.input + rates.request + usage.search_units * rates.search_unit
     a_read = cache_read * rates.cache_read
     a_write = (cache_write - cache_write_1h) * rates.cache_write + cache_write_1h * rates.cache_write_1h
     a_output = (output - reasoning) * rates.output + reasoning * rates.reasoning + usage.images * rates.image

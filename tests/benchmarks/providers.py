@@ -1,14 +1,15 @@
 """What costspan adds to one call of each provider's SDK, plain and streamed, with the network taken out.
 
-Each SDK talks to an in-process ``httpx.MockTransport`` (``httpx2`` for the SDKs built on it) that
-answers canned bodies in the provider's own wire format, built once by the stand-in's wire modules
+Each SDK talks to an in-process ``httpx.MockTransport`` (``httpx2`` for the SDKs built on it; boto3 to
+a ``before-send`` handler, LiteLLM to the openai client it is handed) that answers canned bodies in the
+provider's own wire format, built once by the stand-in's wire modules
 (``costspan.standin``), so what is measured is the SDK's own work plus whatever instrumentation is
 on. The SDKs differ a lot in their own cost per call (pydantic parsing, SSE decoding), so the
 overhead is reported per provider, in microseconds and relative to the bare call.
 
 Variants, interleaved over rounds in a shuffled order (these machines are noisy) and reported as
 medians: ``bare`` (no costspan), ``+span`` (bare, inside one plain OpenTelemetry span: the yardstick
-for what a span costs at all) and ``costspan`` (all five instrumentors on, pricing every call).
+for what a span costs at all) and ``costspan`` (every instrumentor on, pricing every call).
 The anthropic SDK traces itself by default, so its ``bare`` already makes a span; it is measured
 that way and with the SDK's tracing off (then costspan makes the span). Bare runs use a tracer
 provider costspan was never attached to, so its processor is out of them too.
@@ -253,9 +254,92 @@ def mistral_case() -> Case:
                 lambda c: c.chat.complete(model="mistral-small-latest", messages=MESSAGES), read)
 
 
+def cohere_case() -> Case:
+    """Cohere's v2 client takes its httpx client as ``httpx_client``; ``chat`` and ``chat_stream`` both post
+    to ``/v2/chat``, the body saying which."""
+    import cohere
+
+    body = {"model": "command-a-03-2025", "messages": MESSAGES}
+    plain = canned("/v2/chat", body)
+    stream = canned("/v2/chat", {**body, "stream": True})
+
+    def client(_: TracerProvider) -> cohere.ClientV2:
+        transport = mock_transport(httpx, plain, stream, body_streams)
+        return cohere.ClientV2(api_key="x", httpx_client=httpx.Client(transport=transport))
+
+    def read(c: cohere.ClientV2) -> None:
+        for _ in c.chat_stream(model="command-a-03-2025", messages=MESSAGES):
+            pass
+
+    return Case("cohere", "cohere", plain, stream, client,
+                lambda c: c.chat(model="command-a-03-2025", messages=MESSAGES), read)
+
+
+class CannedBody:
+    """What botocore reads an answer's body from (urllib3's response): all of it in one chunk."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        yield self.content
+
+
+def bedrock_case() -> Case:
+    """boto3 sends through botocore's own HTTP session: a ``before-send`` handler answers instead (what
+    botocore's Stubber would skip is kept: serialising, signing, parsing the answer and its event stream)."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    messages: Any = [{"role": "user", "content": [{"text": PROMPT}]}]
+    plain = canned(f"/model/{model}/converse", {"messages": messages})
+    stream = canned(f"/model/{model}/converse-stream", {"messages": messages})
+
+    def client(_: TracerProvider) -> Any:
+        bedrock = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x",
+                               aws_secret_access_key="x")
+
+        def answer(request: Any, **_: Any) -> AWSResponse:
+            reply = stream if request.url.endswith("/converse-stream") else plain
+            return AWSResponse(request.url, 200, {"content-type": reply.content_type}, CannedBody(reply.content))
+
+        bedrock.meta.events.register("before-send.bedrock-runtime", answer)
+        return bedrock
+
+    def read(c: Any) -> None:
+        for _ in c.converse_stream(modelId=model, messages=messages)["stream"]:
+            pass
+
+    return Case("bedrock", "aws.bedrock", plain, stream, client,
+                lambda c: c.converse(modelId=model, messages=messages), read)
+
+
+def litellm_case() -> Case:
+    """LiteLLM to OpenAI, with the openai client LiteLLM is handed (``client=``) on the mock transport."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream_options": {"include_usage": True}}
+    plain = canned("/v1/chat/completions", body)
+    stream = canned("/v1/chat/completions", {**body, "stream": True})
+
+    def client(_: TracerProvider) -> openai.OpenAI:
+        transport = mock_transport(httpx2, plain, stream, body_streams)
+        return openai.OpenAI(api_key="x", max_retries=0, http_client=httpx2.Client(transport=transport))
+
+    def read(c: openai.OpenAI) -> None:
+        for _ in litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, client=c, stream=True,
+                                    stream_options={"include_usage": True}):
+            pass
+
+    return Case("litellm (to openai)", "openai", plain, stream, client,
+                lambda c: litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, client=c), read)
+
+
 def all_cases() -> list[Case]:
     return [openai_case(), anthropic_case(True), anthropic_case(False), gemini_case(), groq_case(), ollama_case(),
-            mistral_case()]
+            mistral_case(), cohere_case(), bedrock_case(), litellm_case()]
 
 
 # --- variants and measurement --------------------------------------------------------------------
@@ -263,14 +347,18 @@ def all_cases() -> list[Case]:
 
 def instrumentors() -> list[BaseInstrumentor]:
     from costspan.instrumentation.anthropic import AnthropicInstrumentor
+    from costspan.instrumentation.bedrock import BedrockInstrumentor
+    from costspan.instrumentation.cohere import CohereInstrumentor
     from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
     from costspan.instrumentation.groq import GroqInstrumentor
+    from costspan.instrumentation.litellm import LiteLLMInstrumentor
     from costspan.instrumentation.mistral import MistralInstrumentor
     from costspan.instrumentation.ollama import OllamaInstrumentor
     from costspan.instrumentation.openai import OpenAIInstrumentor
 
     return [OpenAIInstrumentor(), AnthropicInstrumentor(), GoogleGenAIInstrumentor(), GroqInstrumentor(),
-            OllamaInstrumentor(), MistralInstrumentor()]
+            OllamaInstrumentor(), MistralInstrumentor(), CohereInstrumentor(), BedrockInstrumentor(),
+            LiteLLMInstrumentor()]
 
 
 @dataclass
@@ -296,11 +384,22 @@ class Bench:
         self.bare.add_span_processor(BatchSpanProcessor(KeepLast()))
         self.yardstick = self.bare.get_tracer("bench")
         self.instrumentors = instrumentors()
-        self.clients = {
-            (case.name, costspan): case.make_client(self.instrumented if costspan else self.bare)
-            for case in cases
-            for costspan in (False, True)
-        }
+        self.clients = {(case.name, False): case.make_client(self.bare) for case in cases}
+        # Each costspan client is built instrumented, as under the launcher: cohere's client binds its
+        # ``chat`` and ``chat_stream`` to the instance when built, so one built before ``instrument()``
+        # never calls the patched methods (the Cohere case once failed its check for that reason).
+        self.instrument(True)
+        try:
+            self.clients.update({(case.name, True): case.make_client(self.instrumented) for case in cases})
+        finally:
+            self.instrument(False)
+
+    def instrument(self, on: bool) -> None:
+        for instrumentor in self.instrumentors:
+            if on:
+                instrumentor.instrument()
+            else:
+                instrumentor.uninstrument()
 
     def one(self, case: Case, streamed: bool, variant: Variant) -> None:
         client = self.clients[(case.name, variant.costspan)]
@@ -314,8 +413,7 @@ class Bench:
     def measure(self, case: Case, streamed: bool, variant: Variant, calls: int) -> float:
         """Microseconds per call, over ``calls`` calls after a warm-up."""
         if variant.costspan:
-            for instrumentor in self.instrumentors:
-                instrumentor.instrument()
+            self.instrument(True)
         try:
             for _ in range(5):
                 self.one(case, streamed, variant)
@@ -326,20 +424,17 @@ class Bench:
             return (time.perf_counter() - start) / calls * 1e6
         finally:
             if variant.costspan:
-                for instrumentor in self.instrumentors:
-                    instrumentor.uninstrument()
+                self.instrument(False)
 
     def check(self, case: Case, streamed: bool) -> str:
         """One costspan call: its span must carry the canned usage and a cost status, or the run is void."""
-        for instrumentor in self.instrumentors:
-            instrumentor.instrument()
+        self.instrument(True)
         try:
             self.kept.last = None
             self.one(case, streamed, VARIANTS[-1])
             self.instrumented.force_flush()
         finally:
-            for instrumentor in self.instrumentors:
-                instrumentor.uninstrument()
+            self.instrument(False)
         span = self.kept.last
         attrs: dict[str, Any] = dict(span.attributes or {}) if span is not None else {}
         got = (attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.usage.input_tokens"),
