@@ -121,7 +121,8 @@ class Accounting:
         usage, invalid = checked(facts.usage)
         if invalid:
             facts.usage, facts.usage_source = usage, USAGE_INVALID
-            facts.has_usage = bool({"input_tokens", "output_tokens"} - invalid) or bool(usage.images or usage.search_units)
+            counted = usage.images or usage.search_units
+            facts.has_usage = bool({"input_tokens", "output_tokens"} - invalid) or bool(counted)
         return self.price(facts)
 
     def price(self, facts: CallFacts) -> Quote:
