@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from costspan.facts import CallFacts
 from costspan.pricing import Quote
-from costspan.usage import CallFacts
 
 
 @dataclass(frozen=True, slots=True)

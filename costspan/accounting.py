@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from costspan.accounted import Accounted, CallLabels, ChargeResult, Sink
+from costspan.facts import USAGE_INVALID, CallFacts, checked
 from costspan.logs import log_once
 from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
 from costspan.pricing.names import vendor
 from costspan.providers import LOCAL_PROVIDERS, is_local_endpoint, named_provider
-from costspan.usage import USAGE_INVALID, CallFacts, checked
 
 if TYPE_CHECKING:
     from costspan.budgets.engine import BudgetEngine, Reservation

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from rich.console import Console
 
 import costspan
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.cli.console import table_console
 from costspan.settings import load_settings
 

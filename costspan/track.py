@@ -2,7 +2,7 @@
 
 It hands the item's facts to the accounting service, exactly as an instrumented call does (price,
 budgets, metrics, ledger), and makes a span that carries them and the result, as an instrumented
-call's span does. ``source`` lands in ``costspan.usage.source`` to say what it was.
+call's span does. ``source`` lands in ``costspan.facts.source`` to say what it was.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from costspan import attribution
 from costspan import runtime as runtime_module
+from costspan.facts import MAX_TOKENS, CallFacts, Usage
 from costspan.money import MAX_CALL_NANOS, nanos_to_usd, usd_to_nanos
 from costspan.pricing import UNPRICED
 from costspan.processors.codec import encode
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
-from costspan.usage import MAX_TOKENS, CallFacts, Usage
 
 TRACER_NAME = "costspan.track"
 

@@ -29,8 +29,8 @@ from costspan.accounted import CallLabels
 from costspan.errors import ConfigError, check_keys
 
 if TYPE_CHECKING:
+    from costspan.facts import CallFacts
     from costspan.settings import Settings
-    from costspan.usage import CallFacts
 
 OTHER = "other"
 DEFAULT_CAPS: Mapping[str, int] = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 from opentelemetry import metrics
 from opentelemetry.util.types import Attributes
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.accounted import Accounted
 from costspan.exporters.labels import LabelLimiter
 from costspan.exporters.metric_constants import (
@@ -27,9 +27,9 @@ from costspan.exporters.metric_constants import (
     SEMCONV_TTFC_BUCKETS,
     TOKEN_TYPES,
 )
+from costspan.facts import USAGE_INVALID
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
-from costspan.usage import USAGE_INVALID
 
 
 class OtlpMetrics:

@@ -15,9 +15,9 @@ from prometheus_client.metrics import MetricWrapperBase
 from costspan.accounted import Accounted
 from costspan.exporters.labels import LabelLimiter
 from costspan.exporters.metric_constants import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TOKEN_TYPES, TTFC_BUCKETS
+from costspan.facts import USAGE_INVALID
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
-from costspan.usage import USAGE_INVALID
 
 logger = logging.getLogger("costspan")
 

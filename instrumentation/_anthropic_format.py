@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from costspan.facts import Usage
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._sdk_format import count, field
-from costspan.usage import Usage
 
 # The usage fields a stream's ``message_start`` carries and its ``message_delta`` may update.
 _USAGE_FIELDS = (

@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan import attribution
 from costspan.errors import BudgetExceededError
 from costspan.estimation import PER_TOOL_CALL, Sample, message_text
+from costspan.facts import USAGE_INVALID, CallFacts, Usage, checked
 from costspan.instrumentation.prompt_hash import hash_messages
 from costspan.logs import log_once
 from costspan.processors.codec import encode
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
 from costspan.providers import Endpoint
 from costspan.runtime import Runtime
-from costspan.usage import USAGE_INVALID, CallFacts, Usage, checked
 
 if TYPE_CHECKING:
     from costspan.budgets.engine import Reservation

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation.endpoints import endpoint_of
-from costspan.usage import Usage
 
 
 def usage_from(raw: Any) -> Usage | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from costspan.usage import as_count
+from costspan.facts import as_count
 
 
 def field(obj: Any, name: str) -> Any:

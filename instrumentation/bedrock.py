@@ -33,6 +33,7 @@ from typing import Any
 import botocore.client  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 import wrapt
 
+from costspan.facts import Usage
 from costspan.instrumentation import package
 from costspan.instrumentation._anthropic_format import EventObserver
 from costspan.instrumentation._anthropic_format import usage_from as anthropic_usage
@@ -42,7 +43,6 @@ from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, finish_abandoned, wrap_stream
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from costspan.usage import Usage
 
 SERVICE = "bedrock-runtime"
 PROVIDER = "aws.bedrock"

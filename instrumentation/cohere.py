@@ -21,6 +21,7 @@ from typing import Any
 
 import cohere  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 
+from costspan.facts import Usage
 from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
@@ -28,7 +29,6 @@ from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._streams import ChunkObserver, StreamedCall, wrap_stream
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from costspan.usage import Usage
 
 PROVIDER = "cohere"
 

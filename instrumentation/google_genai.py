@@ -19,6 +19,7 @@ from typing import Any
 
 from google.genai import models  # ModuleNotFoundError here tells the launcher to skip us
 
+from costspan.facts import Usage
 from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
@@ -26,7 +27,6 @@ from costspan.instrumentation._lazy import pin_attribution
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
-from costspan.usage import Usage
 
 
 def usage_from(raw: Any) -> Usage | None:

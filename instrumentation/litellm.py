@@ -41,6 +41,7 @@ import wrapt
 from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
 
 from costspan import runtime as runtime_module
+from costspan.facts import Usage
 from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
@@ -64,7 +65,6 @@ from costspan.instrumentation.endpoints import endpoint_at
 from costspan.money import nanos_to_float
 from costspan.pricing import PRICED
 from costspan.pricing.litellm import provider_name
-from costspan.usage import Usage
 
 logger = logging.getLogger("costspan")
 _UNREPORTED: type | None = getattr(litellm.types.utils, "UnreportedUsage", None)

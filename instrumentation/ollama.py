@@ -13,13 +13,13 @@ from typing import Any
 
 import ollama  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 
+from costspan.facts import Usage
 from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_of
-from costspan.usage import Usage
 
 _CLOUD_SUFFIX = "-cloud"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import openai  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
 
+from costspan.facts import Usage
 from costspan.instrumentation import package
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
@@ -24,7 +25,6 @@ from costspan.instrumentation._openai_format import (
 )
 from costspan.instrumentation._stainless import is_stream, unwrap_raw, wrap_stream_or_raw
 from costspan.instrumentation._wrapping import Operation
-from costspan.usage import Usage
 
 
 def _responses_response(result: Any, request: Request) -> Response:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import CallFacts, Usage, as_count
 from costspan.pricing.names import canonical_provider
-from costspan.usage import CallFacts, Usage, as_count
 
 _OPERATION_ALIASES = {
     "completion": "text_completion",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.accounted import Accounted
 from costspan.money import nanos_to_float
 

@@ -39,14 +39,14 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan import attribution
 from costspan.accounting import Accounting
+from costspan.facts import CallFacts
 from costspan.logs import log_once
 from costspan.processors.codec import decode, is_genai
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
 from costspan.processors.scopes import OWN_SCOPES, is_llm_scope
-from costspan.usage import CallFacts
 
 _MAX_DEPTH = 32
 OWN, HOOKED, WATCHED, PLAIN = range(4)

@@ -15,9 +15,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage
 from costspan.money import nanos_to_float
-from costspan.usage import Usage
 from tests.harness import Harness
 
 

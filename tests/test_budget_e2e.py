@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import costspan
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.standin import ProviderServer
 from tests.harness import Harness
 from tests.test_budget_stores import free_port
@@ -112,7 +112,7 @@ WORKER = textwrap.dedent(
     import sys, time
     from costspan import runtime
     from costspan.settings import load_settings
-    from costspan.usage import CallFacts, Usage
+    from costspan.facts import CallFacts, Usage
 
     current = runtime.build(load_settings())
     facts = CallFacts(provider="openai", request_model="gpt-4o-mini", usage=Usage(10, 5),

@@ -21,8 +21,8 @@ import pytest
 from costspan.budgets import BudgetEngine
 from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, open_store
 from costspan.errors import ConfigError
+from costspan.facts import CallFacts, Usage
 from costspan.settings import load_settings
-from costspan.usage import CallFacts, Usage
 
 BACKENDS = ("memory", "sqlite", "redis")
 

@@ -30,10 +30,10 @@ from costspan.errors import ConfigError
 from costspan.exporters.labels import DEFAULT_CAPS, MAX_VALUE_LENGTH, OTHER, LabelLimiter, cut
 from costspan.exporters.otlp_metrics import OtlpMetrics
 from costspan.exporters.prometheus import PrometheusMetrics
+from costspan.facts import CallFacts, Usage
 from costspan.pricing import PRICED, Quote
 from costspan.settings import load_settings
 from costspan.standin import ProviderServer, Scenario
-from costspan.usage import CallFacts, Usage
 from tests.harness import Harness
 
 MESSAGES: Any = [{"role": "user", "content": "Classify this ticket."}]

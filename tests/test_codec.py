@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from costspan.facts import Usage
 from costspan.processors.codec import decode, is_genai
-from costspan.usage import Usage
 
 
 def test_semconv_attributes() -> None:

@@ -13,8 +13,8 @@ from costspan import runtime
 from costspan.check import check
 from costspan.cli import main as cli_main
 from costspan.errors import ConfigError
+from costspan.facts import CallFacts, Usage
 from costspan.settings import ENV_SOURCE, load_settings
-from costspan.usage import CallFacts, Usage
 
 
 def configured(tmp_path: Path, yaml_text: str, **env: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ The host application must never notice costspan: the return value, the stream's 
 exception's class and status (and the chunks before it) are the bare SDK's. The books must hold:
 one span per call, ended once; no negative, absurd or non-finite cost or token count on the span,
 in Prometheus (``costspan_cost_usd_total``, ``costspan_tokens_total``) or in the budget; a known
-``costspan.usage.source``; the request counted once.
+``costspan.facts.source``; the request counted once.
 
 Every case is named ``{sdk}/{mode}/{n}`` with its fault kinds, so a failure reproduces with
 ``fuzzed(sdk, mode, n)``. Bugs the drills found have named regression tests at the end.
@@ -37,11 +37,11 @@ import openai
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import MAX_TOKENS
 from costspan.money import nanos_to_float
 from costspan.standin import ProviderServer, Scenario, Usage
 from costspan.standin._core import DROP, HTML_ERROR_PAGE, MALFORMED, ODD_EVENTS
-from costspan.usage import MAX_TOKENS
 from tests.harness import Harness
 from tests.llm_spans import llm_spans, uninstrumented
 from tests.test_hostile_usage import VOLATILE, _dump

@@ -2,7 +2,7 @@
 
 The stand-in answers with negative, 2**63 and 10**30 token counts, in each provider's own wire
 format, plain and streamed. What the application receives must be exactly what the bare SDK
-returns; the books must hold: the call is recorded with ``costspan.usage.source=invalid`` and
+returns; the books must hold: the call is recorded with ``costspan.facts.source=invalid`` and
 counted in ``costspan_invalid_usage_total``, its tokens are counted locally where the request and
 the answer allow, no cost is ever negative, and an enforced budget admits what it should.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import MAX_TOKENS
 from costspan.standin import ProviderServer, Scenario, Usage
-from costspan.usage import MAX_TOKENS
 from tests.harness import Harness
 from tests.llm_spans import only_llm_span, uninstrumented
 from tests.test_instrumentation_errors import SDKS, Sdk, instrumented, runtime_for

@@ -20,10 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import costspan
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage as CostUsage
 from costspan.instrumentation.anthropic import METHODS, AnthropicInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
-from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
 from tests.llm_spans import (
     assert_uninstrument_restores,

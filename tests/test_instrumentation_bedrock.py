@@ -21,10 +21,10 @@ from botocore.config import Config
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage as CostUsage
 from costspan.instrumentation.bedrock import METHODS, BedrockInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
-from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
 from tests.llm_spans import (
     assert_uninstrument_restores,

@@ -36,7 +36,7 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.instrumentation.anthropic import AnthropicInstrumentor
 from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
 from costspan.instrumentation.groq import GroqInstrumentor

@@ -15,10 +15,10 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage as CostUsage
 from costspan.instrumentation.groq import METHODS, GroqInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
-from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
 from tests.llm_spans import (
     assert_uninstrument_restores,

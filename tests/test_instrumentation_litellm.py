@@ -22,12 +22,12 @@ from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.errors import BudgetExceededError
 from costspan.exporters.ledger import LedgerSink
+from costspan.facts import Usage as CostUsage
 from costspan.instrumentation.litellm import _CHAT, METHODS, LiteLLMInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
-from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
 from tests.llm_spans import (
     assert_uninstrument_restores,

@@ -15,10 +15,10 @@ from mistralai.client import Mistral, models
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage as CostUsage
 from costspan.instrumentation.mistral import METHODS, MistralInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
-from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
 from tests.llm_spans import (
     assert_uninstrument_restores,

@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.instrumentation.ollama import METHODS, OllamaInstrumentor
 from costspan.standin import ProviderServer, Scenario, Usage
 from tests.harness import Harness

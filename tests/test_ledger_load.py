@@ -28,7 +28,7 @@ WORKER = textwrap.dedent(
     from costspan.exporters.ledger import LedgerSink
     import signal
     from costspan.pricing import Quote
-    from costspan.usage import CallFacts, Usage
+    from costspan.facts import CallFacts, Usage
 
     path, proc, threads, calls, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     sink = LedgerSink(path, f"worker-{proc}", batch_rows=64, flush_seconds=0.2)

@@ -11,13 +11,13 @@ import pytest
 from costspan.accounted import Accounted
 from costspan.errors import ConfigError
 from costspan.exporters.ledger import LedgerSink
+from costspan.facts import CallFacts, Usage
 from costspan.instrumentation.prompt_hash import hash_messages, load_salt
 from costspan.ledger import config as ledger_config
 from costspan.ledger import schema
 from costspan.ledger.store import MEASURES
 from costspan.pricing import Quote
 from costspan.settings import load_settings
-from costspan.usage import CallFacts, Usage
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 
 import pytest
 
+from costspan.facts import Usage
 from costspan.pricing import FREE, PRICED, UNPRICED, Quote
 from costspan.pricing.fileformat import load_table
 from costspan.pricing.genai import GenaiCatalog
 from costspan.pricing.pricer import SNAPSHOT_PATH, LayeredPricer
-from costspan.usage import Usage
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from costspan.errors import ConfigError
+from costspan.facts import Usage
 from costspan.pricing import FREE, PRICED, UNPRICED
 from costspan.pricing.config import pricing_config
 from costspan.pricing.fileformat import load_table, parse_table
@@ -16,7 +17,6 @@ from costspan.pricing.genai import GenaiCatalog
 from costspan.pricing.importer import import_file
 from costspan.pricing.pricer import SNAPSHOT_PATH, LayeredPricer, build, build_pricer
 from costspan.settings import Settings
-from costspan.usage import Usage
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 MILLION = Usage(input_tokens=1_000_000, output_tokens=1_000_000)

@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
+from costspan.facts import Usage
 from costspan.pricing import PRICED
 from costspan.pricing.fileformat import load_table
 from costspan.pricing.genai import GenaiCatalog
 from costspan.pricing.names import candidates, canonical_provider, vendor
 from costspan.pricing.pricer import SNAPSHOT_PATH, LayeredPricer
-from costspan.usage import Usage
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 MILLION = Usage(input_tokens=1_000_000, output_tokens=1_000_000)

@@ -14,12 +14,12 @@ from genai_prices import types as gp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from costspan.facts import Usage
 from costspan.money import usd_to_nanos
 from costspan.pricing import PRICED
 from costspan.pricing.genai import GenaiCatalog, GenaiModel, price_context
 from costspan.pricing.pricer import LayeredPricer
 from costspan.pricing.rates import PriceCard, PriceSet, charge
-from costspan.usage import Usage
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 CATALOG = GenaiCatalog.load()

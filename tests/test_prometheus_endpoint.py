@@ -196,7 +196,7 @@ WORKER = textwrap.dedent(
     from costspan.exporters.prometheus_endpoint import exposition_registry, serve
     from costspan.accounted import Accounted
     from costspan.pricing import Quote
-    from costspan.usage import CallFacts, Usage
+    from costspan.facts import CallFacts, Usage
 
     metrics = PrometheusMetrics()
     facts = CallFacts(provider="openai", request_model="gpt-4o-mini", usage=Usage(10, 5), project="p")

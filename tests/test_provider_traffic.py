@@ -18,9 +18,9 @@ import openai
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from costspan import attributes as A
+from costspan import attribute_names as A
+from costspan.facts import Usage as CostUsage
 from costspan.standin import ProviderServer, Scenario, ToolCall, Usage
-from costspan.usage import Usage as CostUsage
 from tests.harness import Harness
 from tests.llm_spans import attrs_of, expected_cost
 

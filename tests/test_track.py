@@ -20,10 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 import costspan
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.exporters.ledger import LedgerSink
+from costspan.facts import Usage
 from costspan.money import usd_to_nanos
-from costspan.usage import Usage
 from tests.harness import Harness
 from tests.llm_spans import expected_cost, only_llm_span
 

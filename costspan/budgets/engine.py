@@ -32,10 +32,10 @@ from costspan.budgets.status import BudgetStatus
 from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, open_store
 from costspan.budgets.windows import Window
 from costspan.errors import BudgetExceededError
+from costspan.facts import CallFacts
 from costspan.money import MAX_CALL_NANOS, nanos_to_usd
 from costspan.pricing import UNPRICED, Quote
 from costspan.settings import Settings
-from costspan.usage import CallFacts
 
 logger = logging.getLogger("costspan")
 _EMPTY = ChargeResult()

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from costspan.budgets.windows import Window, WindowSpec
-from costspan.usage import CallFacts
+from costspan.facts import CallFacts
 
 MATCH_KEYS = ("project", "provider", "model", "user", "feature")
 PER_KEYS = ("user", "project", "feature", "model", "provider")

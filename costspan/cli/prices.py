@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from costspan.facts import Usage
 from costspan.money import configured_currency
 from costspan.pricing import describe
 from costspan.pricing.config import pricing_config
@@ -23,7 +24,6 @@ from costspan.pricing.pricer import LayeredPricer, build_pricer
 from costspan.pricing.rates import PriceCard
 from costspan.settings import load_settings
 from costspan.terminal import plain
-from costspan.usage import Usage
 
 
 def register(commands: Any) -> None:

@@ -28,15 +28,15 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from costspan import attributes as A
+from costspan import attribute_names as A
 from costspan.accounted import Accounted
+from costspan.facts import CallFacts
 from costspan.gateway.claims import SpanClaims
 from costspan.gateway.values import add_event, attributes, set_attributes
 from costspan.gateway.window import TraceWindow, Verdict
 from costspan.processors.codec import GENAI_MARKERS, decode
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
 from costspan.runtime import Runtime
-from costspan.usage import CallFacts
 
 logger = logging.getLogger("costspan")
 COUNTED_ELSEWHERE = "counted_in"

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from costspan.facts import Usage
 from costspan.ledger.query import Agg, Filters, grouped
 from costspan.pricing import PRICED, Quote
 from costspan.pricing.names import canonical_provider
 from costspan.pricing.pricer import LayeredPricer
 from costspan.pricing.rates import PriceCard
-from costspan.usage import Usage
 
 MIN_SHARE = 0.05
 """Models below this share of the period's cost are not worth a recommendation."""

@@ -1,4 +1,4 @@
-"""Pricing: turns a normalised :class:`~costspan.usage.Usage` into an exact cost.
+"""Pricing: turns a normalised :class:`~costspan.facts.Usage` into an exact cost.
 
 The rest of costspan sees only :class:`Quote` and :class:`Pricer`; catalogs, overrides and name
 matching live behind them so they can grow without touching the processor.
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from costspan.usage import Usage
+from costspan.facts import Usage
 
 PRICED = "priced"
 FREE = "free"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from costspan.facts import Usage
 from costspan.pricing import FREE, PRICED, UNPRICED, Quote
 from costspan.pricing.config import PricingConfig, pricing_config
 from costspan.pricing.fileformat import load_table
@@ -33,7 +34,6 @@ from costspan.pricing.rates import charge
 from costspan.pricing.table import PriceTable
 from costspan.providers import LOCAL_PROVIDERS
 from costspan.settings import Settings
-from costspan.usage import Usage
 
 logger = logging.getLogger("costspan")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 
-from costspan.usage import Usage
+from costspan.facts import Usage
 
 MILLION = Decimal(1_000_000)
 _NANOS_PER_USD = Decimal(1_000_000_000)

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from costspan.budgets import BudgetEngine  # noqa: E402
+from costspan.facts import CallFacts, Usage  # noqa: E402
 from costspan.pricing import PRICED, Quote  # noqa: E402
 from costspan.settings import load_settings  # noqa: E402
-from costspan.usage import CallFacts, Usage  # noqa: E402
 from tests.test_budget_stores import free_port, start_redis  # noqa: E402
 
 CONFIG = """

@@ -17,9 +17,9 @@ sys.path.insert(0, str(ROOT))
 
 from costspan.accounted import Accounted  # noqa: E402
 from costspan.exporters.ledger import LedgerSink  # noqa: E402
+from costspan.facts import CallFacts, Usage  # noqa: E402
 from costspan.ledger import schema  # noqa: E402
 from costspan.pricing import Quote  # noqa: E402
-from costspan.usage import CallFacts, Usage  # noqa: E402
 from tests import ledger_synthetic as synthetic  # noqa: E402
 
 CLI = (

@@ -25,10 +25,10 @@ from typing import Any
 import genai_prices
 from genai_prices.types import PriceCalculation
 
+from costspan.facts import Usage
 from costspan.money import usd_to_nanos
 from costspan.pricing.config import PricingConfig
 from costspan.pricing.pricer import build
-from costspan.usage import Usage
 
 NO_IMPORTS = Path("/nonexistent")  # the bundled catalogs only, whatever this machine imported
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -47,7 +47,7 @@ MEMORY_PROBE = """
 import gc, resource, sys, tracemalloc
 tracemalloc.start()
 before_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-import costspan.usage
+import costspan.facts
 base = tracemalloc.get_traced_memory()[0]
 from costspan.money import usd_to_nanos
 from costspan.pricing.config import PricingConfig
@@ -55,7 +55,7 @@ from costspan.pricing.pricer import build
 from pathlib import Path
 pricer = build(PricingConfig(import_dir=Path("/nonexistent")))
 for provider, model in %r:
-    pricer.quote(provider, model, costspan.usage.Usage(1000, 100))
+    pricer.quote(provider, model, costspan.facts.Usage(1000, 100))
 gc.collect()
 print(tracemalloc.get_traced_memory()[0] - base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_rss)
 """

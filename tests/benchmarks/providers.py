@@ -438,7 +438,7 @@ class Bench:
         span = self.kept.last
         attrs: dict[str, Any] = dict(span.attributes or {}) if span is not None else {}
         got = (attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.usage.input_tokens"),
-               attrs.get("gen_ai.usage.output_tokens"), attrs.get("costspan.usage.source"))
+               attrs.get("gen_ai.usage.output_tokens"), attrs.get("costspan.facts.source"))
         if got != (case.provider, USAGE.input_tokens, USAGE.output_tokens, "reported"):
             raise SystemExit(f"{case.name} {'stream' if streamed else 'plain'}: costspan's span is wrong: {attrs}")
         return str(attrs.get("costspan.cost.status"))

@@ -1,4 +1,4 @@
-"""The normalised facts of one LLM call, read off a span whoever produced it.
+"""The normalised facts of one LLM call (``CallFacts``, with its ``Usage``), whoever saw the call.
 
 Token semantics are the semantic conventions': ``input_tokens`` includes cache reads and writes,
 ``output_tokens`` includes reasoning. Cache and reasoning counts are subsets and are never added on
@@ -21,7 +21,7 @@ INVALID = -(2**62)
 reader builds from it (Anthropic's input is three counts added), so :func:`checked` catches it."""
 
 USAGE_INVALID = "invalid"
-"""``costspan.usage.source`` of a call whose reported usage held counts no provider would send."""
+"""``costspan.facts.source`` of a call whose reported usage held counts no provider would send."""
 
 
 def as_count(value: object) -> int:
