@@ -94,10 +94,42 @@ def ends_off_loop(runtime: Runtime | None) -> bool:
     return budgets is not None and bool(budgets.waits_on_store())
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):
+class WatchedProxy(wrapt.ObjectProxy):
+    """What every synchronous proxy shares: its call ends on ``close()``, or when it is dropped unfinished."""
+
     def __init__(self, wrapped: Any, state: StreamState) -> None:
         super().__init__(wrapped)
         self._self_state = state
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    def __del__(self) -> None:
+        state = getattr(self, "_self_state", None)
+        if state is not None and not state.finished:
+            finish_abandoned(state)
+
+
+async def next_chunk(stream: Any, state: StreamState) -> Any:
+    """The next chunk of an async stream, seen by the call; the stream's end or failure ends the call."""
+    try:
+        chunk = await stream.__anext__()
+    except StopAsyncIteration:
+        await state.finish_async()
+        raise
+    except BaseException as exc:
+        await state.finish_async(exc)
+        raise
+    state.on_chunk(chunk)
+    return chunk
+
+
+class SyncStreamProxy(WatchedProxy):
+    def __init__(self, wrapped: Any, state: StreamState) -> None:
+        super().__init__(wrapped, state)
         # botocore's EventStream is iterable but no iterator: its generator is made here, not started.
         self._self_source = wrapped if isinstance(wrapped, Iterator) else iter(wrapped)
 
@@ -126,17 +158,6 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         finally:
             self._self_state.finish()
 
-    def close(self) -> None:
-        try:
-            self.__wrapped__.close()
-        finally:
-            self._self_state.finish()
-
-    def __del__(self) -> None:
-        state = getattr(self, "_self_state", None)
-        if state is not None and not state.finished:
-            finish_abandoned(state)
-
 
 class AsyncStreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, state: StreamState) -> None:
@@ -147,16 +168,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         return self
 
     async def __anext__(self) -> Any:
-        try:
-            chunk = await self.__wrapped__.__anext__()
-        except StopAsyncIteration:
-            await self._self_state.finish_async()
-            raise
-        except BaseException as exc:
-            await self._self_state.finish_async(exc)
-            raise
-        self._self_state.on_chunk(chunk)
-        return chunk
+        return await next_chunk(self.__wrapped__, self._self_state)
 
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.client  # noqa: F401  (ModuleNotFoundError here tells the launcher to skip us)
-import wrapt
 
 from costspan.facts import Usage
 from costspan.instrumentation import package
@@ -40,7 +39,7 @@ from costspan.instrumentation._anthropic_format import usage_from as anthropic_u
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._instrumentor import ClientInstrumentor, MethodSpec
 from costspan.instrumentation._sdk_format import count, field
-from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, finish_abandoned, wrap_stream
+from costspan.instrumentation._streams import ChunkObserver, StreamedCall, StreamState, WatchedProxy, wrap_stream
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
 
@@ -364,14 +363,10 @@ class InvokeBodyObserver:
         )
 
 
-class _RawBody(wrapt.ObjectProxy):
+class _RawBody(WatchedProxy):
     """The urllib3 response under InvokeModel's ``StreamingBody``: every way of reading the body
     (``read()``, ``iter_chunks()``, ``iter_lines()``) reads it here, so the application keeps the
     SDK's own body object. The call ends at the end of the body, on ``close()``, or when dropped."""
-
-    def __init__(self, wrapped: Any, state: StreamState) -> None:
-        super().__init__(wrapped)
-        self._self_state = state
 
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -387,16 +382,6 @@ class _RawBody(wrapt.ObjectProxy):
             self._self_state.finish()
         return data
 
-    def close(self) -> None:
-        try:
-            self.__wrapped__.close()
-        finally:
-            self._self_state.finish()
-
-    def __del__(self) -> None:
-        state = getattr(self, "_self_state", None)
-        if state is not None and not state.finished:
-            finish_abandoned(state)
 
 
 def proxy_result(

@@ -59,6 +59,7 @@ from costspan.instrumentation._streams import (
     StreamState,
     SyncStreamProxy,
     finish_abandoned,
+    next_chunk,
 )
 from costspan.instrumentation._wrapping import Operation
 from costspan.instrumentation.endpoints import endpoint_at
@@ -191,16 +192,7 @@ class CustomStreamProxy(SyncStreamProxy):
         return self
 
     async def __anext__(self) -> Any:
-        try:
-            chunk = await self.__wrapped__.__anext__()
-        except StopAsyncIteration:
-            await self._self_state.finish_async()
-            raise
-        except BaseException as exc:
-            await self._self_state.finish_async(exc)
-            raise
-        self._self_state.on_chunk(chunk)
-        return chunk
+        return await next_chunk(self.__wrapped__, self._self_state)
 
     def close(self) -> None:
         """LiteLLM's ``close()`` is synchronous, also after ``acompletion``; a charge that waits on the store
