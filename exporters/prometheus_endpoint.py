@@ -37,6 +37,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from costspan.errors import ConfigError
 from costspan.settings import Settings
+from costspan.tls_server import HandshakePerConnection
 
 logger = logging.getLogger("costspan")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -45,29 +46,11 @@ CONNECTION_TIMEOUT_S = 10.0
 its own connection, and only its own."""
 
 
-class _Server(ThreadingWSGIServer):
+class _Server(HandshakePerConnection, ThreadingWSGIServer):
     """prometheus-client's threading server, handshaking TLS per connection in the worker thread."""
 
-    tls: ssl.SSLContext | None = None
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(CONNECTION_TIMEOUT_S)
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        try:
-            wrapped = self.tls.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError) as exc:  # a port scan, a plain-HTTP client, a silent one
-            logger.debug("costspan: TLS handshake with %s failed: %s", client_address, exc)
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            self.shutdown_request(wrapped)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that times out or drops mid-request is the client's problem: no traceback on stderr."""
-        logger.debug("costspan: /metrics request from %s failed", client_address, exc_info=True)
+    connection_timeout_s = CONNECTION_TIMEOUT_S
+    name = "costspan /metrics"
 
 
 class _QuietHandler(WSGIRequestHandler):

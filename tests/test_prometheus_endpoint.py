@@ -169,7 +169,7 @@ def test_a_silent_tls_client_blocks_no_scrape_and_is_dropped(
     tls_config: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client that connects and never starts the handshake holds only its own connection."""
-    monkeypatch.setattr(prometheus_endpoint, "CONNECTION_TIMEOUT_S", 1.0, raising=False)
+    monkeypatch.setattr(prometheus_endpoint._Server, "connection_timeout_s", 1.0)
     config, cert = tls_config
     port = free_port()
     server = serve(

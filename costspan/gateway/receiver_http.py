@@ -24,6 +24,7 @@ from costspan.gateway import payload
 from costspan.gateway.auth import allowed
 from costspan.gateway.config import GatewayConfig
 from costspan.gateway.intake import ACCEPTED, THROTTLED, Intake
+from costspan.tls_server import HandshakePerConnection
 
 logger = logging.getLogger("costspan")
 READ_TIMEOUT_S = 30.0
@@ -33,9 +34,10 @@ _INVALID_ARGUMENT = 3
 _UNAVAILABLE = 14
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(HandshakePerConnection, ThreadingHTTPServer):
     daemon_threads = True
-    tls: ssl.SSLContext | None = None
+    connection_timeout_s = READ_TIMEOUT_S
+    name = "costspan gateway"
     intake: Intake
     config: GatewayConfig
     slots: threading.BoundedSemaphore
@@ -51,24 +53,6 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(READ_TIMEOUT_S)
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        try:
-            wrapped = self.tls.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError) as exc:
-            logger.debug("costspan gateway: TLS handshake with %s failed: %s", client_address, exc)
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            self.shutdown_request(wrapped)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("costspan gateway: connection from %s failed", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
