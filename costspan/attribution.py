@@ -11,8 +11,9 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from opentelemetry import baggage, context
 
@@ -81,7 +82,7 @@ class attribute(contextlib.ContextDecorator):
     ) -> None:
         self._values = {"project": project, "user": user, "feature": feature}
         self._propagate = propagate
-        self._tokens: list[object] = []
+        self._tokens: list[Token[context.Context]] = []
 
     def _context(self) -> context.Context:
         base = context.get_value(_KEY)
@@ -104,7 +105,7 @@ class attribute(contextlib.ContextDecorator):
         return current(ctx)
 
     def __exit__(self, *exc: object) -> None:
-        context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        context.detach(self._tokens.pop())
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
@@ -114,14 +115,14 @@ class attribute(contextlib.ContextDecorator):
                 with self._fresh():
                     return await func(*args, **kwargs)
 
-            return async_wrapper  # type: ignore[return-value]
+            return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with self._fresh():
                 return func(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)
 
     def _fresh(self) -> attribute:
         """A new instance per invocation: a decorated function may run concurrently."""

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +19,9 @@ from costspan.money import Currency, requested_currency
 from costspan.pricing.pricer import build_pricer
 from costspan.settings import load_settings
 from costspan.terminal import markup
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 
 def register(subparsers: Any) -> None:
@@ -91,7 +94,7 @@ def render(result: Advice, currency: Currency, console: Console) -> None:
     table = Table(title="Prompt-cache use", title_justify="left", title_style="bold")
     for col, justify in (("provider", "left"), ("model", "left"), ("input", "right"), ("from cache", "right"),
                          ("share", "right"), ("cache read cost", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=cast("JustifyMethod", justify))
     for c in result.cache:
         table.add_row(markup(c.provider), markup(c.model), tokens(c.input_tokens),
                       tokens(c.cache_read_tokens),

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from costspan.ledger import localtime
 from costspan.ledger.periods import Period
+from costspan.ledger.rows import as_int
 from costspan.ledger.schema import BUCKET_US
 from costspan.ledger.store import MEASURES
 
@@ -101,7 +102,7 @@ _NAGG = 18
 
 
 def _agg(values: Sequence[object]) -> Agg:
-    return Agg(*(int(v or 0) for v in values))  # type: ignore[call-overload]
+    return Agg(*(as_int(v) for v in values))
 
 
 def key_sql(dimension: str, tz: ZoneInfo, period: Period, time_column: str = "ts_us") -> str:
@@ -117,9 +118,9 @@ def label(dimension: str, value: object) -> str:
     if value is None or value == "":
         return "(none)"
     if dimension == "day":
-        return localtime.day_label(int(value))  # type: ignore[call-overload]
+        return localtime.day_label(as_int(value))
     if dimension == "hour":
-        return localtime.hour_label(int(value))  # type: ignore[call-overload]
+        return localtime.hour_label(as_int(value))
     return str(value)
 
 

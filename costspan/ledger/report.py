@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from costspan.ledger import localtime
 from costspan.ledger.periods import Period, month_of
 from costspan.ledger.query import Agg, Filters, grouped, label, latency_percentile, top_users, totals
-from costspan.ledger.rows import to_us
+from costspan.ledger.rows import as_int, to_us
 
 CUBE = ("day", "provider", "model", "project", "feature", "operation")
 """One rollup pass grouped by all of these feeds the totals, trend and every table made of them."""
@@ -92,7 +92,7 @@ def build(
     for key, agg in cube:
         day, provider = key[0], str(key[1])
         total.add(agg)
-        by_day.setdefault(int(day), Agg()).add(agg)  # type: ignore[call-overload]
+        by_day.setdefault(as_int(day), Agg()).add(agg)
         per_day = day_provider.setdefault(label("day", day), {})
         per_day[provider] = per_day.get(provider, 0) + agg.cost_nanos
 

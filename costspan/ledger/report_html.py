@@ -115,7 +115,8 @@ def _budget_bars(report: Report) -> str:
         return '<p class="note">no budgets configured (or the budget store is not reachable from here)</p>'
     items, colours = [], []
     for b in report.budgets:
-        utilization = float(b.get("utilization") or 0.0)  # type: ignore[arg-type]
+        raw = b.get("utilization")
+        utilization = float(raw) if isinstance(raw, (int, float)) else 0.0
         items.append((str(b.get("name")), int(utilization * 1000), f"{utilization * 100:.0f}% {b.get('status', '')}"))
         colours.append(STATUS_COLOURS.get(str(b.get("status")), "#4e79a7"))
     return hbars(items, maximum=1000, colours=colours)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text
@@ -100,7 +100,7 @@ def _daily(report: Report, currency: Currency) -> RichTable:
 
 
 def render(report: Report, currency: Currency, console: Console) -> None:
-    parts: list[object] = [_totals(report, currency)]
+    parts: list[RenderableType] = [_totals(report, currency)]
     for t in report.tables:
         if t.dimensions == ("day",):
             continue
@@ -116,4 +116,4 @@ def render(report: Report, currency: Currency, console: Console) -> None:
             ("  (so far " + currency.format(proj.month_to_date_nanos) + ")", "dim"),
             ("\n" + proj.basis, "dim"),
         ))
-    console.print(Group(*parts))  # type: ignore[arg-type]
+    console.print(Group(*parts))

@@ -12,6 +12,14 @@ from costspan.accounted import Accounted
 Row = tuple[object, ...]
 
 
+def as_int(value: object) -> int:
+    """A SQLite value read as a count (NULL and an empty string as 0): the column types say int, the
+    driver's types say object."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    return int(value) if isinstance(value, str) and value else 0
+
+
 def to_us(moment: datetime) -> int:
     """Microseconds since the epoch; a naive datetime is taken as UTC (the SDK's clock is UTC)."""
     if moment.tzinfo is None:

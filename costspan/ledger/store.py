@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from costspan.ledger.rows import Row
+from costspan.ledger.rows import Row, as_int
 from costspan.ledger.schema import BUCKET_US, COLUMNS, INSERT_SQL
 
 _I = {name: i for i, name in enumerate(COLUMNS)}
@@ -40,14 +40,14 @@ def rollup_deltas(rows: Sequence[Row]) -> list[tuple[object, ...]]:
     """The batch summed per (15-minute slot, provider, model, project, feature, operation)."""
     sums: dict[tuple[object, ...], list[int]] = {}
     for row in rows:
-        key = (int(row[_TS]) // BUCKET_US, row[_PROVIDER], row[_MODEL], row[_PROJECT] or "",  # type: ignore[call-overload]
+        key = (as_int(row[_TS]) // BUCKET_US, row[_PROVIDER], row[_MODEL], row[_PROJECT] or "",
                row[_FEATURE] or "", row[_OPERATION])
         acc = sums.get(key)
         if acc is None:
             acc = sums[key] = [0] * len(MEASURES)
         acc[0] += 1
         for j, i in enumerate(_SUMMED, start=1):
-            acc[j] += int(row[i] or 0)  # type: ignore[call-overload]
+            acc[j] += as_int(row[i])
         outcome = row[_OUTCOME]
         acc[12] += outcome == "success"
         acc[13] += outcome == "error"
@@ -55,7 +55,7 @@ def rollup_deltas(rows: Sequence[Row]) -> list[tuple[object, ...]]:
         acc[15] += row[_STATUS] == "unpriced"
         duration = row[_DURATION]
         if duration is not None:
-            acc[16] += int(duration)  # type: ignore[call-overload]
+            acc[16] += as_int(duration)
             acc[17] += 1
     return [(*key, *values) for key, values in sums.items()]
 
