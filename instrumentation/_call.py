@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
 from costspan import attribute_names as A
-from costspan import attribution
+from costspan import attribution, wiring
 from costspan.errors import BudgetExceededError
 from costspan.estimation import PER_TOOL_CALL, Sample, message_text
 from costspan.facts import USAGE_INVALID, CallFacts, Usage, checked
@@ -192,8 +192,6 @@ class LLMCall:
             if self._first_chunk_ns is not None:
                 facts.time_to_first_chunk_s = (self._first_chunk_ns - self._start_ns) / 1e9
             values = encode(facts)
-            from costspan import wiring
-
             processor = wiring.processor()
             covered_by = processor.covering(ids.span_id)
             if covered_by is not None:
