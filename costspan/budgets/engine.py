@@ -15,9 +15,10 @@ when many threads, processes or hosts share them:
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -302,8 +303,24 @@ class BudgetEngine:
             self._store.close()
 
 
-def _new_op(kind: str) -> str:
-    return f"{kind}:{uuid.uuid4().hex}"
+class _OpIds:
+    """Operation ids unique across processes and hosts for far longer than a store keeps them: a
+    random prefix per process (new after a fork) and a counter, a fraction of a uuid4's cost."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(12).hex()
+        self.counter = itertools.count()
+
+    def new(self, kind: str) -> str:
+        return f"{kind}:{self.prefix}:{next(self.counter)}"
+
+
+_op_ids = _OpIds()
+_new_op = _op_ids.new
 
 
 def _charge_op(facts: CallFacts) -> str:
