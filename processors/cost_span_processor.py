@@ -68,7 +68,8 @@ class CostSpanProcessor(SpanProcessor):
         self._covered: dict[int, str] = {}
         """Open spans a descendant was charged for, with that descendant's id."""
         self._hooked: set[int] = set()
-        self._responses: OrderedDict[tuple[int, str], str] = OrderedDict()
+        self._responses: OrderedDict[tuple[int, str], tuple[str, int]] = OrderedDict()
+        """(trace, response id) -> the span charged for that answer, and when it ended."""
 
     # -- SpanProcessor -------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
@@ -218,17 +219,20 @@ class CostSpanProcessor(SpanProcessor):
             log_once("the span processor (watch)")
 
     def _same_response(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> str | None:
-        """The span already charged for the same answer (same trace, same response id), if any."""
+        """The span already charged for the same answer, if any: same trace, same response id, and
+        the two spans overlap in time (two instrumentations of one call), so two calls in a row to a
+        server that repeats its ids are still two calls."""
         response_id = attrs.get(A.RESPONSE_ID)
         if not isinstance(response_id, str) or not response_id:
             return None
         key = (span.context.trace_id, response_id)
         first = self._responses.get(key)
-        if first is None:
-            self._responses[key] = format_span_id(span.context.span_id)
-            if len(self._responses) > _RESPONSES_KEPT:
-                self._responses.popitem(last=False)
-        return first
+        if first is not None and (span.start_time or 0) <= first[1]:
+            return first[0]
+        self._responses[key] = (format_span_id(span.context.span_id), time.time_ns())
+        if len(self._responses) > _RESPONSES_KEPT:
+            self._responses.popitem(last=False)
+        return None
 
     @staticmethod
     def _facts(span: ReadableSpan, attrs: Mapping[str, Any]) -> CallFacts | None:

@@ -306,3 +306,32 @@ def test_plain_spans_of_a_watched_scope_stop_being_checked(harness: Harness, spa
         tracer.start_span("GET /health").end()
     assert wiring.processor()._scopes["acme.http.client"] == PLAIN
     assert harness.sample("costspan_requests_total") == 0
+
+
+def test_two_calls_in_a_row_with_the_same_response_id_are_two_calls(
+    harness: Harness, spans: InMemorySpanExporter
+) -> None:
+    """A server that repeats its response ids: calls one after the other are not one call seen twice."""
+    name, attributes = PEERS["official semconv"]
+    tracer = trace.get_tracer("peer.instrumentation.openai")
+    with tracer.start_as_current_span("request handler"):
+        for _ in range(2):
+            span = tracer.start_span(name, kind=SpanKind.CLIENT)
+            span.set_attributes({**attributes, A.RESPONSE_ID: "chatcmpl-123"})
+            span.end()
+    assert harness.sample("costspan_requests_total", provider="openai", outcome="success") == 2
+
+
+def test_two_overlapping_spans_of_one_answer_count_once(harness: Harness, spans: InMemorySpanExporter) -> None:
+    """Two instrumentations of one call, neither inside the other, report the same answer."""
+    name, attributes = PEERS["official semconv"]
+    tracer = trace.get_tracer("peer.instrumentation.openai")
+    with tracer.start_as_current_span("request handler"):
+        first = tracer.start_span(name, kind=SpanKind.CLIENT)
+        second = tracer.start_span(name, kind=SpanKind.CLIENT)
+        for span in (first, second):
+            span.set_attributes({**attributes, A.RESPONSE_ID: "chatcmpl-abc"})
+        first.end()
+        second.end()
+    assert harness.sample("costspan_requests_total", provider="openai", outcome="success") == 1
+    assert (second.attributes or {})[A.COUNTED_IN] == format(first.get_span_context().span_id, "016x")
