@@ -113,12 +113,13 @@ def track(
         declared_cost_nanos=declared,
     )
     tracer = runtime.tracer_provider().get_tracer(TRACER_NAME)
-    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.INTERNAL, attributes=encode(facts))
+    values = encode(facts)
+    span = tracer.start_span(f"{operation} {model}", kind=SpanKind.INTERNAL, attributes=values)
     try:
         ids = span.get_span_context()
         facts.trace_id, facts.span_id = format_trace_id(ids.trace_id), format_span_id(ids.span_id)
         accounted = runtime.accounting.account(facts)
-        span.set_attributes(cost_attributes(accounted, encode(facts)))
+        span.set_attributes(cost_attributes(accounted, values))
         for name, attributes in threshold_events(accounted):
             span.add_event(name, attributes)
     finally:

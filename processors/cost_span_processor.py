@@ -41,6 +41,7 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from costspan import attribute_names as A
 from costspan import attribution
+from costspan.accounted import Accounted
 from costspan.accounting import Accounting
 from costspan.facts import CallFacts
 from costspan.logs import log_once
@@ -182,10 +183,7 @@ class CostSpanProcessor(SpanProcessor):
             accounting = self._accounting()
             if facts is None or accounting is None:
                 return
-            if accounting.charges_wait() and _on_event_loop():
-                accounted = accounting.account_later(facts)
-            else:
-                accounted = accounting.account(facts)
+            accounted = _account(accounting, facts)
             span.set_attributes(cost_attributes(accounted, attrs))
             for name, attributes in threshold_events(accounted):
                 span.add_event(name, attributes)
@@ -208,7 +206,7 @@ class CostSpanProcessor(SpanProcessor):
                 facts = None if covered else self._facts(span, attrs)
                 accounting = self._accounting()
                 if facts is not None and accounting is not None:
-                    (accounting.account_later if accounting.charges_wait() else accounting.account)(facts)
+                    _account(accounting, facts)
                     self.cover_ancestors(span.context.span_id, format_span_id(span.context.span_id))
             elif left <= 1:
                 self._scopes[name] = PLAIN
@@ -266,6 +264,14 @@ def _scope_name(span: ReadableSpan) -> str:
     except AttributeError:
         scope = span.instrumentation_scope
         return scope.name if scope is not None else ""
+
+
+def _account(accounting: Accounting, facts: CallFacts) -> Accounted:
+    """Charged here, or on the accounting's worker thread when this thread runs an event loop and
+    the charge may wait on the store."""
+    if accounting.charges_wait() and _on_event_loop():
+        return accounting.account_later(facts)
+    return accounting.account(facts)
 
 
 def _on_event_loop() -> bool:

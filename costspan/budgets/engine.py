@@ -43,8 +43,6 @@ _EMPTY = ChargeResult()
 _EXPIRY_GRACE_S = 3600
 """Counters outlive their window by an hour, so a status read at the turn still finds them."""
 _MAX_REMEMBERED = 10_000
-MAX_DELTA = MAX_CALL_NANOS
-"""The largest amount one call may add to a counter; a larger one is never sent to the store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +159,7 @@ class BudgetEngine:
                 takes.append(Take(hit.key, delta, hit.rule.limit, hit.expires_at))
         if not takes:
             return None
-        if any(not 0 <= take.delta <= MAX_DELTA for take in takes):
+        if any(not 0 <= take.delta <= MAX_CALL_NANOS for take in takes):
             logger.debug("costspan: a precheck amount out of range was not reserved: %s", takes)
             takes = [take._replace(delta=0) for take in takes]
         op = _new_op("take")
@@ -208,7 +206,7 @@ class BudgetEngine:
         giveback = reservation.giveback if isinstance(reservation, Reservation) else None
         if not deltas and giveback is None:
             return _EMPTY
-        if any(not -MAX_DELTA <= delta <= MAX_DELTA for delta, _ in deltas.values()):
+        if any(not -MAX_CALL_NANOS <= delta <= MAX_CALL_NANOS for delta, _ in deltas.values()):
             logger.warning("costspan: a charge out of range was not applied to the budgets: %s", deltas)
             return _EMPTY
         increments = [Increment(key, delta, expires) for key, (delta, expires) in deltas.items()]
