@@ -47,9 +47,10 @@ _SCHEMA = (
 _ADD = (
     "INSERT INTO budget_counters (key, value, expires_at) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value, "
-    "expires_at = max(expires_at, excluded.expires_at) RETURNING value"
+    "expires_at = max(expires_at, excluded.expires_at)"
 )
-_GET = "SELECT value FROM budget_counters WHERE key = ?"
+"""Without ``RETURNING``: an upsert that returns its row costs twice one that does not, so the new
+values are read back with one ``SELECT`` for all the keys of the transaction."""
 _CLAIM = "INSERT OR IGNORE INTO budget_claims (key, expires_at) VALUES (?, ?)"
 _RECORD_OP = "INSERT OR IGNORE INTO budget_ops (id, expires_at) VALUES (?, ?)"
 _FORGET_OP = "DELETE FROM budget_ops WHERE id = ?"
@@ -87,13 +88,11 @@ class SqliteStore:
 
     def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult:
         with self._transaction() as conn:
-            values = tuple(self._get(conn, take.key) for take in takes)
+            values = _values(conn, [take.key for take in takes])
             for index, (take, value) in enumerate(zip(takes, values, strict=True)):
                 if take.refuses(value):
                     return TakeResult(index, values)
-            for take in takes:
-                if take.delta:
-                    conn.execute(_ADD, (take.key, take.delta, take.expires_at)).fetchone()
+            conn.executemany(_ADD, [(take.key, take.delta, take.expires_at) for take in takes if take.delta])
             if op is not None:
                 conn.execute(_RECORD_OP, (op, int(time.time()) + OP_TTL_S))
             return TakeResult(-1, values)
@@ -101,15 +100,16 @@ class SqliteStore:
     def apply(
         self, increments: Sequence[Increment], op: str | None = None, giveback: Giveback | None = None
     ) -> tuple[int, ...]:
+        keys = [increment.key for increment in increments]
         with self._transaction() as conn:
             if op is not None and conn.execute(_RECORD_OP, (op, int(time.time()) + OP_TTL_S)).rowcount == 0:
-                return tuple(self._get(conn, increment.key) for increment in increments)
+                return _values(conn, keys)
+            rows = list(increments)
             if giveback is not None and conn.execute(_FORGET_OP, (giveback.take_op,)).rowcount == 1:
-                for taken in giveback.taken:
-                    conn.execute(_ADD, (taken.key, -taken.delta, taken.expires_at)).fetchone()
-            values = tuple(int(conn.execute(_ADD, increment).fetchone()[0]) for increment in increments)
+                rows.extend(Increment(taken.key, -taken.delta, taken.expires_at) for taken in giveback.taken)
+            conn.executemany(_ADD, rows)
             self._maybe_prune(conn)
-            return values
+            return _values(conn, keys)
 
     def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
         with self._transaction() as conn:
@@ -117,8 +117,7 @@ class SqliteStore:
 
     def read(self, keys: Sequence[str]) -> list[int]:
         with self._lock:
-            conn = self._connection()
-            return [self._get(conn, key) for key in keys]
+            return list(_values(self._connection(), keys))
 
     def scan(self, prefix: str) -> dict[str, int]:
         # Keys sort by prefix, so a range on the primary key finds the members without a scan.
@@ -186,15 +185,11 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT (a full disk) may leave it open
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
-
-    @staticmethod
-    def _get(conn: sqlite3.Connection, key: str) -> int:
-        row = conn.execute(_GET, (key,)).fetchone()
-        return int(row[0]) if row else 0
 
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
         now = time.time()
@@ -203,6 +198,22 @@ class SqliteStore:
         self._next_prune = now + _PRUNE_EVERY_S
         for table in ("budget_counters", "budget_claims", "budget_ops"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at < ?", (int(now),))
+
+
+_SELECTS: dict[int, str] = {}
+
+
+def _values(conn: sqlite3.Connection, keys: Sequence[str]) -> tuple[int, ...]:
+    """Each key's counter (0 when absent), in one statement whatever the number of keys."""
+    if not keys:
+        return ()
+    sql = _SELECTS.get(len(keys))
+    if sql is None:
+        sql = _SELECTS[len(keys)] = (
+            f"SELECT key, value FROM budget_counters WHERE key IN ({', '.join('?' * len(keys))})"
+        )
+    found = dict(conn.execute(sql, keys).fetchall())
+    return tuple(int(found.get(key, 0)) for key in keys)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -246,8 +257,7 @@ class _State(NamedTuple):
         try:
             copied = conn.execute("INSERT OR IGNORE INTO budget_restored VALUES (?, ?)", (source, int(time.time())))
             if copied.rowcount:
-                for row in self.counters:
-                    conn.execute(_ADD, row).fetchone()
+                conn.executemany(_ADD, self.counters)
                 conn.executemany(_CLAIM, self.claims)
                 conn.executemany(_RECORD_OP, self.ops)
         except BaseException:
