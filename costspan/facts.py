@@ -59,6 +59,7 @@ _PARTS = (
     (("cache_write_1h_tokens",), "cache_write_tokens"),
     (("reasoning_tokens",), "output_tokens"),
 )
+_SOUND: frozenset[str] = frozenset()
 
 
 def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
@@ -67,6 +68,22 @@ def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
     Out of range (negative, above :data:`MAX_TOKENS`, not an integer) is invalid; so are parts that
     exceed their whole (cached input above the input), which would price the rest below zero.
     """
+    i, o, cr, cw, cw1 = (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.cache_write_1h_tokens,
+    )
+    r, im, su = usage.reasoning_tokens, usage.images, usage.search_units
+    if (
+        # Every call passes here: the common, sound usage is judged in one expression.
+        type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(cw1) is int
+        and type(r) is int and type(im) is int and type(su) is int
+        and min(i, o, cr, cw, cw1, r, im, su) >= 0 and max(i, o, cr, cw, cw1, r, im, su) <= MAX_TOKENS
+        and cr + cw <= i and cw1 <= cw and r <= o
+    ):  # fmt: skip
+        return usage, _SOUND
     bad = {name for name in _COUNTS if not _valid(getattr(usage, name))}
     for parts, whole in _PARTS:
         intact = whole not in bad and not bad.intersection(parts)

@@ -49,6 +49,8 @@ MAX_VALUE_LENGTH = 128
 _DIGEST_HEX = 8
 
 FoldListener = Callable[[str], None]
+_KNOWN_LIMIT = 4096
+"""Distinct name combinations whose labels are kept; within the caps, a real fleet has far fewer."""
 
 
 def cut(value: str) -> str:
@@ -72,6 +74,8 @@ class LabelLimiter:
         self.caps: dict[str, int] = {**DEFAULT_CAPS, **(caps or {})}
         self._seen: dict[str, set[str]] = {name: set() for name in self.caps}
         self._lock = threading.Lock()
+        self._known: dict[tuple[str | None, ...], CallLabels] = {}
+        """Labels of calls with nothing folded, by the names they were folded from."""
         self._listeners: list[FoldListener] = []
         if on_fold is not None:
             self._listeners.append(on_fold)
@@ -114,6 +118,18 @@ class LabelLimiter:
         hands them to every sink in the :class:`~costspan.accounted.Accounted` it makes, so each
         label folded for the call is reported once, not once per sink.
         """
+        key = (
+            facts.provider,
+            facts.request_model,
+            facts.response_model,
+            facts.operation,
+            facts.project,
+            facts.feature,
+            facts.error_type,
+        )
+        known = self._known.get(key)
+        if known is not None:
+            return known
         fold = self.fold
         folded: list[str] = []
         provider, hit = fold("provider", facts.provider)
@@ -150,6 +166,10 @@ class LabelLimiter:
         )
         if folded:
             self._notify(folded)
+        elif len(self._known) < _KNOWN_LIMIT:
+            # Nothing folded: the same names give the same labels for the rest of the process
+            # (a value seen keeps its slot), so the next call with them skips the folding.
+            self._known[key] = labels
         return labels
 
     def _notify(self, labels: tuple[str, ...] | list[str]) -> None:

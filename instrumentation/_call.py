@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
+from opentelemetry.trace import SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
 from costspan import attribute_names as A
 from costspan import attribution, wiring
@@ -111,14 +111,30 @@ class Response:
 
 class LLMCall:
     __slots__ = (
-        "_ended", "_first_chunk_ns", "_lock", "_reservation", "_start_ns", "facts", "request", "runtime", "span",
+        "_ended",
+        "_extra",
+        "_first_chunk_ns",
+        "_lock",
+        "_opened",
+        "_reservation",
+        "_start_ns",
+        "facts",
+        "request",
+        "runtime",
+        "span",
     )
 
     def __init__(self, runtime: Runtime, request: Request, facts: CallFacts) -> None:
         self.runtime = runtime
         self.request = request
         self.facts = facts
-        self.span = _open_span(runtime, request, facts)
+        self._opened = _opening_attributes(runtime, request, facts)
+        """What the span started with: at its end only what is new or changed is set again."""
+        self._extra: dict[str, Any] = {}
+        """Attributes of the response that are not facts (its id, finish reasons, output content)."""
+        self.span = _tracer(runtime.tracer_provider()).start_span(
+            f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=self._opened
+        )
         self._start_ns = time.monotonic_ns()
         self._first_chunk_ns: int | None = None
         self._reservation: Reservation | None = None
@@ -192,20 +208,23 @@ class LLMCall:
             if self._first_chunk_ns is not None:
                 facts.time_to_first_chunk_s = (self._first_chunk_ns - self._start_ns) / 1e9
             values = encode(facts)
+            values.update(self._extra)
             processor = wiring.processor()
             covered_by = processor.covering(ids.span_id)
+            events: list[tuple[str, dict[str, Any]]] = []
             if covered_by is not None:
                 # A span inside this one (another instrumentation's) was charged for the call.
                 values[A.COUNTED_IN] = covered_by
                 self.runtime.accounting.release(self._reservation)
-                span.set_attributes(values)
             else:
                 accounted = self.runtime.accounting.account(facts, self._reservation)
                 values.update(cost_attributes(accounted, values))
-                span.set_attributes(values)
-                for name, attributes in threshold_events(accounted):
-                    span.add_event(name, attributes)
+                events = threshold_events(accounted)
                 processor.cover_ancestors(ids.span_id, facts.span_id)
+            opened = self._opened
+            span.set_attributes({k: v for k, v in values.items() if k not in opened or opened[k] != v})
+            for name, attributes in events:
+                span.add_event(name, attributes)
         except Exception:
             log_once("accounting a call")
         finally:
@@ -244,8 +263,7 @@ class LLMCall:
             values[A.OUTPUT_MESSAGES] = _as_json(
                 [{"role": "assistant", "parts": [{"type": "text", "content": "".join(response.output_texts)}]}]
             )
-        if values:
-            self.span.set_attributes(values)
+        self._extra.update(values)
 
     def _sample(self, usage: Usage, response: Response) -> None:
         """A share of the calls that report usage is re-counted locally to measure the estimator."""
@@ -291,8 +309,8 @@ class LLMCall:
         return self.runtime.counter.count_text(self.request.model, texts) + PER_TOOL_CALL * response.tool_calls
 
 
-def _open_span(runtime: Runtime, request: Request, facts: CallFacts) -> Span:
-    """The call's span, with what sampling may look at (semconv: set at start) and who it is for."""
+def _opening_attributes(runtime: Runtime, request: Request, facts: CallFacts) -> dict[str, Any]:
+    """What the span starts with: what sampling may look at (semconv: set at start) and who it is for."""
     attrs = encode(facts)
     del attrs[A.USAGE_SOURCE]  # known at the end
     if request.max_tokens is not None:
@@ -300,9 +318,7 @@ def _open_span(runtime: Runtime, request: Request, facts: CallFacts) -> Span:
     attrs.update(request.attributes)
     if runtime.settings.capture_content and request.messages is not None:
         attrs[A.INPUT_MESSAGES] = _as_json(request.messages)
-    return _tracer(runtime.tracer_provider()).start_span(
-        f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=attrs
-    )
+    return attrs
 
 
 def precheck(runtime: Runtime, request: Request, facts: CallFacts | None = None) -> Reservation | None:
