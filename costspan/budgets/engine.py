@@ -6,7 +6,8 @@ store operation (one transaction, or one Redis round trip), which is what keeps 
 when many threads, processes or hosts share them:
 
 * precheck *takes*: it checks every enforced limit the call matches and, only if all pass,
-  counts the request (and reserves the worst-case cost or the estimated input tokens);
+  counts the request (and reserves the worst-case cost or the estimated input tokens); when it
+  has nothing to count or reserve (spend budgets that do not reserve) it only reads;
 * charge *applies*: it adds the real cost and tokens and gives back what precheck reserved, in
   one step. When the new totals reach an alert threshold (a few times per window), a second step
   claims it; a claim is won once in the whole store, so each crossing produces one span event
@@ -30,7 +31,7 @@ from costspan.budgets.config import BudgetsConfig, parse
 from costspan.budgets.guard import GuardedStore
 from costspan.budgets.rules import REQUESTS, TOKENS, UNIT_NAMES, USD, Rule
 from costspan.budgets.status import BudgetStatus
-from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, open_store
+from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult, open_store
 from costspan.budgets.windows import Window
 from costspan.errors import BudgetExceededError
 from costspan.facts import CallFacts
@@ -162,8 +163,7 @@ class BudgetEngine:
         if any(not 0 <= take.delta <= MAX_CALL_NANOS for take in takes):
             logger.debug("costspan: a precheck amount out of range was not reserved: %s", takes)
             takes = [take._replace(delta=0) for take in takes]
-        op = _new_op("take")
-        result = self._store.take(takes, op)
+        op, result = self._take(self._store, takes)
         if result is None:
             if self.config.fail_closed:
                 raise _refusal(hits[0], 0, "the budget store is unreachable and fail_closed is set")
@@ -174,6 +174,20 @@ class BudgetEngine:
         # gives it back (the store knows whether it did).
         taken = tuple(Increment(t.key, t.delta, t.expires_at) for t in takes if t.delta)
         return Reservation(Giveback(op, taken)) if taken else None
+
+    @staticmethod
+    def _take(store: GuardedStore, takes: list[Take]) -> tuple[str, TakeResult | None]:
+        """The take's operation id and the store's answer (None: it could not be asked)."""
+        if any(take.delta for take in takes):
+            op = _new_op("take")
+            return op, store.take(takes, op)
+        # Nothing to count or reserve (spend budgets that do not reserve): a check that adds
+        # nothing needs no write lock and no operation id, only the current values.
+        values = store.read([take.key for take in takes])
+        if values is None:
+            return "", None
+        refused = next((i for i, (t, v) in enumerate(zip(takes, values, strict=True)) if t.refuses(v)), -1)
+        return "", TakeResult(refused, tuple(values))
 
     def release(self, reservation: object | None) -> None:
         """Give back a reservation whose call will not be charged with it."""
