@@ -112,7 +112,9 @@ class ChatChunkObserver:
                 if text:
                     self._texts.append(text)
                 if delta is not None:
-                    self._observe_calls(field(choice, "index") or 0, delta)
+                    calls, legacy = field(delta, "tool_calls"), field(delta, "function_call")
+                    if calls or legacy is not None:
+                        self._observe_calls(field(choice, "index") or 0, calls, legacy)
                 reason = field(choice, "finish_reason")
                 if reason:
                     self._finish.append(str(reason))
@@ -123,10 +125,9 @@ class ChatChunkObserver:
             self._usage = usage
             self._tier = field(chunk, "service_tier")
 
-    def _observe_calls(self, choice: int, delta: Any) -> None:
-        """Tool-call deltas (and the legacy ``function_call``): billed output that is not ``content``."""
-        calls = field(delta, "tool_calls")
-        legacy = field(delta, "function_call")
+    def _observe_calls(self, choice: int, calls: Any, legacy: Any) -> None:
+        """Tool-call deltas (and the legacy ``function_call``): billed output that is not ``content``.
+        Asked only of the chunks that carry one, so a text chunk costs no more than its reading."""
         pieces = [(field(call, "index") or 0, field(call, "function")) for call in calls or ()]
         if legacy is not None:
             pieces.append((-1, legacy))
