@@ -1,8 +1,9 @@
 """What budgets add to one LLM call: ``precheck`` + ``charge`` on each store, in the caller's thread.
 
-The config is a realistic one: a global daily budget, a project budget (enforced, reserving),
-a per-user budget and an enforced quota with per-minute and per-day limits, so each call touches
-six counters and a claim check. Rounds are interleaved and medians reported (shared machines are
+Two configs: ``one`` is a single enforced monthly budget (the check reads, the charge writes);
+``realistic`` has a global daily budget, a project budget (enforced, reserving), a per-user
+budget and an enforced quota with per-minute and per-day limits, so each call touches six
+counters and a claim check, and the check writes too. Rounds are interleaved and medians reported (shared machines are
 noisy). Redis is a real ``redis-server`` started here on a free port, on loopback.
 
 Run: ``python tests/benchmarks/budgets.py [--calls 5000] [--rounds 5]`` (not collected by pytest).
@@ -26,7 +27,12 @@ from costspan.pricing import PRICED, Quote  # noqa: E402
 from costspan.settings import load_settings  # noqa: E402
 from tests.test_budget_stores import free_port, start_redis  # noqa: E402
 
-CONFIG = """
+CONFIGS = {
+    "one": """
+budgets:
+  - {name: research, match: {project: research}, limit_usd: 1000000, window: month, enforce: true}
+""",
+    "realistic": """
 budgets:
   - {name: global-daily, limit_usd: 1000000, window: day}
   - {name: research, match: {project: research}, limit_usd: 1000000, window: month, enforce: true, reserve: true}
@@ -34,14 +40,16 @@ budgets:
 quotas:
   - {name: openai, match: {provider: openai}, requests_per_minute: 100000000, tokens_per_day: 100000000000,
      enforce: true}
-"""
+""",
+}
 FACTS = CallFacts("openai", "gpt-4o-mini", usage=Usage(1200, 300), project="research", user="u-42")
 QUOTE = Quote(PRICED, input_nanos=180_000, output_nanos=180_000)
 
 
-def engine_for(url: str, directory: Path) -> BudgetEngine:
+def engine_for(url: str, directory: Path, config_text: str) -> BudgetEngine:
+    directory.mkdir(exist_ok=True)
     config = directory / "costspan.yaml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     return BudgetEngine.from_settings(load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_STORE": url}))
 
 
@@ -81,27 +89,31 @@ def main() -> int:
     port = free_port()
     redis = start_redis(port)
     try:
-        engines = {
-            "memory": engine_for("memory://", directory),
-            "sqlite": engine_for(f"sqlite:///{directory / 'budgets.db'}", directory),
-            "redis": engine_for(f"redis://127.0.0.1:{port}/0", directory),
-        }
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
-        pings: list[float] = []
-        for engine in engines.values():
-            per_call_us(engine, 200)  # warm up: connections, schema, Lua scripts
-        for _ in range(args.rounds):
-            for name, engine in engines.items():
-                results[name].append(per_call_us(engine, args.calls))
-            pings.append(redis_round_trip_us(f"redis://127.0.0.1:{port}/0", args.calls))
-        print(f"{'store':8s} {'precheck+charge':>16s} {'charge':>10s}   (median of {args.rounds} x {args.calls} calls)")
-        for name, samples in results.items():
-            both = statistics.median(s[0] for s in samples)
-            alone = statistics.median(s[1] for s in samples)
-            print(f"{name:8s} {both:13.1f} us {alone:7.1f} us")
-        print(f"(one bare Redis PING round trip with redis-py: {statistics.median(pings):.1f} us)")
-        for engine in engines.values():
-            engine.close()
+        for database, (config_name, config_text) in enumerate(CONFIGS.items()):
+            here = directory / config_name
+            urls = {
+                "memory": "memory://",
+                "sqlite": f"sqlite:///{here / 'budgets.db'}",
+                "redis": f"redis://127.0.0.1:{port}/{database}",
+            }
+            engines = {name: engine_for(url, here, config_text) for name, url in urls.items()}
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+            pings: list[float] = []
+            for engine in engines.values():
+                per_call_us(engine, 200)  # warm up: connections, schema, Lua scripts
+            for _ in range(args.rounds):
+                for name, engine in engines.items():
+                    results[name].append(per_call_us(engine, args.calls))
+                pings.append(redis_round_trip_us(f"redis://127.0.0.1:{port}/0", args.calls))
+            print(f"config {config_name!r}: median of {args.rounds} x {args.calls} calls")
+            print(f"  {'store':8s} {'precheck+charge':>16s} {'charge':>10s}")
+            for name, samples in results.items():
+                both = statistics.median(s[0] for s in samples)
+                alone = statistics.median(s[1] for s in samples)
+                print(f"  {name:8s} {both:13.1f} us {alone:7.1f} us")
+            print(f"  (one bare Redis PING round trip with redis-py: {statistics.median(pings):.1f} us)")
+            for engine in engines.values():
+                engine.close()
     finally:
         redis.terminate()
         redis.wait()
