@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -38,8 +41,6 @@ def post(gateway: Gateway, body: bytes, headers: dict[str, str] | None = None) -
 
 
 def wait_forwarded(receiver: OtlpReceiver, count: int, timeout: float = 10.0) -> list:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         spans = list(receiver.spans())
@@ -231,6 +232,58 @@ def test_spans_with_malformed_ids_are_rejected_alone_as_partial_success(tmp_path
         assert metric(gateway, "costspan_gateway_spans_dropped_total", reason="invalid") == 1
 
 
+def _batch(seed: int, count: int) -> bytes:
+    spans = [make_span(*ids(seed + i), attributes=llm_attributes()) for i in range(count)]
+    return export_request(spans).SerializeToString()
+
+
+@pytest.mark.parametrize("forward", [True, False], ids=["forward", "no-forward"])
+def test_the_answer_comes_before_the_accounting_and_one_bound_covers_both_queues(forward: bool, tmp_path: Path) -> None:
+    """The accounting worker is held up (the trace window's lock, taken here): requests are still
+    answered until the spans waiting to be accounted fill ``queue_spans``, then refused, with or
+    without a next hop; once the worker goes on, every accepted span is accounted and forwarded."""
+    with OtlpReceiver() as receiver:
+        limits = "  limits: {queue_spans: 15}\n"
+        with running_gateway(tmp_path, gateway_yaml(receiver.endpoint if forward else None) + limits) as gateway:
+            with gateway.window.lock:
+                assert post(gateway, _batch(100, 10)).status_code == 200
+                assert post(gateway, _batch(200, 10)).status_code == 503  # 10 held + 10 > 15
+                assert metric(gateway, "costspan_gateway_accounting_queue_spans") == 10
+                assert metric(gateway, "costspan_gateway_requests_total", transport="http", outcome="throttled") == 1
+                assert not gateway.intake.wait_idle(0.2)  # genuinely not accounted yet
+                assert not list(receiver.spans())
+            flush_ledger(gateway)
+            assert len(ledger_rows(tmp_path / "costspan-ledger.db")) == 10
+            assert metric(gateway, "costspan_gateway_accounting_queue_spans") == 0
+            assert metric(gateway, "costspan_gateway_genai_spans_total", status="priced") == 10
+            assert metric(gateway, "costspan_gateway_accounting_delay_seconds_count") == 1
+            assert post(gateway, _batch(200, 10)).status_code == 200  # room again
+            if forward:
+                assert len(wait_forwarded(receiver, 20)) == 20
+
+
+def test_stopping_accounts_every_answered_request_before_the_drain(tmp_path: Path) -> None:
+    """SIGTERM's path while answered requests still wait to be accounted: all are accounted,
+    forwarded and in the ledger when the gateway has stopped."""
+    with OtlpReceiver() as receiver:
+        with running_gateway(tmp_path, gateway_yaml(receiver.endpoint)) as gateway:
+            stopped: list[int] = []
+            with gateway.window.lock:
+                for seed in (300, 400, 500):
+                    assert post(gateway, _batch(seed, 5)).status_code == 200
+                stopping = threading.Thread(target=lambda: stopped.append(gateway.stop()))
+                stopping.start()
+                deadline = time.monotonic() + 10
+                while gateway.intake.accepting:
+                    assert time.monotonic() < deadline, "the gateway did not start stopping"
+                    time.sleep(0.01)
+                assert not stopped  # it waits for the accounting
+            stopping.join(30)
+            assert stopped == [0]
+            assert len(list(receiver.spans())) == 15
+        assert len(ledger_rows(tmp_path / "costspan-ledger.db")) == 15
+
+
 def test_hostile_requests_get_clear_answers_and_never_cost_a_good_span(tmp_path: Path) -> None:
     bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))
     yaml_text = gateway_yaml(extra="") + "  limits: {max_request_bytes: 1048576, max_decompressed_bytes: 4194304}\n"
@@ -293,8 +346,6 @@ def test_grpc_in_and_grpc_out_with_headers(tmp_path: Path) -> None:
                     raise AssertionError("a malformed message was accepted")
                 except grpc.RpcError as exc:
                     assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
-            import time
-
             deadline = time.monotonic() + 10
             while not receiver.spans() and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -321,8 +372,6 @@ def test_the_shipped_example_configurations_load() -> None:
 
 
 def test_a_bad_gateway_setting_names_the_file_key_and_problem(tmp_path: Path) -> None:
-    import pytest
-
     from costspan.errors import ConfigError
     from costspan.gateway.config import load
     from costspan.settings import load_settings

@@ -29,8 +29,13 @@ gateway.dedup_ttl_seconds. Flags override the YAML. Same COSTSPAN_* variables an
 (COSTSPAN_STORE=redis://... for several replicas). COSTSPAN_GATEWAY_TOKEN / COSTSPAN_GATEWAY_PASSWORD
 hold the receivers' bearer token / basic-auth password.
 
-On SIGTERM: stop accepting, drain the queue to the next hop (limits.drain_seconds), flush the
-ledger and metrics; spans that could not be sent are counted and logged (exit status 1).
+A request is answered once it is queued (as the Collector does) and accounted right after, by one
+worker; limits.queue_spans bounds the spans waiting to be accounted and forwarded together (503 /
+UNAVAILABLE beyond it). A crash (SIGKILL) loses what was answered and not yet accounted.
+
+On SIGTERM: stop accepting, account everything answered, drain the queue to the next hop
+(limits.drain_seconds), flush the ledger and metrics; spans that could not be sent are counted and
+logged (exit status 1).
 """
 
 

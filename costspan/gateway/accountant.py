@@ -6,7 +6,9 @@ The same path as in-process, with what the wire adds:
   service (:meth:`~costspan.runtime.Runtime.account`: pricer, budgets, Prometheus, OTLP metrics,
   ledger), so a span priced here and one priced in-process cannot differ;
 * spans whose ids are malformed are rejected (removed and reported as partial success), never
-  the request: a good span is never lost for a bad neighbour;
+  the request: a good span is never lost for a bad neighbour. That check (:meth:`Accountant.admit`)
+  is all that runs before the answer; :meth:`Accountant.process` runs after it, on the intake's
+  one worker thread (:mod:`.intake`), so nothing here is on a sender's latency;
 * counted once: within a trace the innermost LLM span is charged (:mod:`.window`), and a span
   delivered twice is accounted by one caller only (:mod:`.claims`); a copy that is not accounted
   still carries its price, so every copy downstream reads alike;
@@ -21,7 +23,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,14 +47,13 @@ NO_MODEL = "no_model"
 ERROR = "error"
 
 
-@dataclass
-class Outcome:
-    spans: int = 0
-    """Spans accepted (forwarded on)."""
-    rejected: int = 0
-    message: str = ""
-    genai: Counter[str] = field(default_factory=Counter)
-    """LLM spans by what became of them: a cost status, ``counted_in``, ``duplicate``, ``no_model``, ``error``."""
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the sender is answered: the spans kept, and those rejected (partial success) with why."""
+
+    spans: int
+    rejected: int
+    message: str
 
 
 @dataclass(slots=True)
@@ -78,39 +79,46 @@ class Accountant:
         self.attribution = attribution or {}
         self._logged: set[str] = set()
 
-    def process(self, request: ExportTraceServiceRequest) -> Outcome:
-        """Account the request's LLM spans and enrich them in place; drop (and count) malformed spans."""
-        outcome = Outcome()
+    @staticmethod
+    def admit(request: ExportTraceServiceRequest) -> Admission:
+        """Remove (and count) the spans whose ids are malformed: the one check the answer depends on,
+        cheap enough for the request thread, so the rest of the accounting can come after the answer."""
+        kept = rejected = 0
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                spans = scope_spans.spans
+                bad = [index for index, span in enumerate(spans) if not _valid_ids(span)]
+                for index in reversed(bad):
+                    del spans[index]
+                rejected += len(bad)
+                kept += len(spans)
+        message = (
+            f"{rejected} spans rejected: trace id must be 16 bytes and span id 8, not all zero" if rejected else ""
+        )
+        return Admission(kept, rejected, message)
+
+    def process(self, request: ExportTraceServiceRequest) -> Counter[str]:
+        """Account the LLM spans of an admitted request and enrich them in place; returns them counted
+        by what became of them: a cost status, ``counted_in``, ``duplicate``, ``no_model``, ``error``."""
+        genai: Counter[str] = Counter()
         links: dict[bytes, list[tuple[bytes, bytes]]] = {}
         candidates: dict[bytes, list[_Candidate]] = {}
         for resource_spans in request.resource_spans:
             resource: dict[str, Any] | None = None
             for scope_spans in resource_spans.scope_spans:
-                bad: list[int] = []
-                for index, span in enumerate(scope_spans.spans):
-                    if not _valid_ids(span):
-                        bad.append(index)
-                        continue
+                for span in scope_spans.spans:
                     links.setdefault(span.trace_id, []).append((span.span_id, span.parent_span_id))
                     if not any(pair.key in GENAI_MARKERS for pair in span.attributes):
                         continue
                     if resource is None:
                         resource = attributes(resource_spans.resource.attributes)
-                    candidates.setdefault(span.trace_id, []).append(self._candidate(span, resource, outcome))
-                for index in reversed(bad):
-                    del scope_spans.spans[index]
-                outcome.rejected += len(bad)
-                outcome.spans += len(scope_spans.spans)
-        if outcome.rejected:
-            outcome.message = (
-                f"{outcome.rejected} spans rejected: trace id must be 16 bytes and span id 8, not all zero"
-            )
+                    candidates.setdefault(span.trace_id, []).append(self._candidate(span, resource))
         verdicts = self._decide(links, candidates)
-        self._account(candidates, verdicts, outcome)
-        return outcome
+        self._account(candidates, verdicts, genai)
+        return genai
 
     # -- deciding ---------------------------------------------------------------------------
-    def _candidate(self, span: Span, resource: Mapping[str, Any], outcome: Outcome) -> _Candidate:
+    def _candidate(self, span: Span, resource: Mapping[str, Any]) -> _Candidate:
         attrs = attributes(span.attributes)
         try:
             facts = decode(attrs)
@@ -142,7 +150,10 @@ class Accountant:
 
     # -- accounting -------------------------------------------------------------------------
     def _account(
-        self, candidates: dict[bytes, list[_Candidate]], verdicts: dict[bytes, tuple[Verdict, bool]], outcome: Outcome
+        self,
+        candidates: dict[bytes, list[_Candidate]],
+        verdicts: dict[bytes, tuple[Verdict, bool]],
+        genai: Counter[str],
     ) -> None:
         to_claim: list[_Candidate] = []
         for found in candidates.values():
@@ -157,10 +168,10 @@ class Accountant:
             for c in found:
                 verdict, _ = verdicts.get(c.span.span_id, (None, False))
                 try:
-                    outcome.genai[self._enrich(c, verdict, id(c) in mine)] += 1
+                    genai[self._enrich(c, verdict, id(c) in mine)] += 1
                 except Exception:
                     self._log_once("account")
-                    outcome.genai[ERROR] += 1
+                    genai[ERROR] += 1
 
     def _enrich(self, c: _Candidate, verdict: Verdict | None, accounts: bool) -> str:
         if verdict is not None and not verdict.charged:
@@ -212,6 +223,16 @@ class Accountant:
         if where not in self._logged:
             self._logged.add(where)
             logger.exception("costspan gateway: a span could not be %s; it is passed on as it came", where)
+
+
+def llm_spans(request: ExportTraceServiceRequest) -> int:
+    """How many spans of the request the accountant would look at as LLM calls."""
+    return sum(
+        any(pair.key in GENAI_MARKERS for pair in span.attributes)
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    )
 
 
 def _valid_ids(span: Span) -> bool:
