@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from costspan.gateway.service import Gateway
+from costspan.gateway.values import set_attributes, set_value
 from costspan.money import nanos_to_usd
 from tests.fakes.otlp_receiver import OtlpReceiver
 from tests.gateway_support import (
@@ -353,6 +355,45 @@ def test_grpc_in_and_grpc_out_with_headers(tmp_path: Path) -> None:
             assert span_attributes(forwarded)["costspan.cost.status"] == "priced"
             assert receiver.metadata[0]["x-tenant"] == "acme"
             assert metric(gateway, "costspan_gateway_spans_received_total", transport="grpc") == 1
+
+
+def test_attributes_written_on_a_span_are_what_the_protobuf_api_would_write() -> None:
+    """The gateway appends attributes as wire bytes: they must read back, and compare, exactly as
+    if set field by field, overwriting the span's own where it has the key."""
+    values = {
+        "costspan.project": "naïve ✓",
+        "gen_ai.request.model": "gpt-4o",  # the span has it: overwritten in place
+        "n": -5,
+        "big": 2**63 - 1,
+        "zero": 0,
+        "usd": 0.000123,
+        "none_usd": 0.0,
+        "on": True,
+        "off": False,
+        "as_text": Decimal("1.50"),
+    }
+    trace, sid = ids(80)
+    span = make_span(trace, sid, attributes=llm_attributes())
+    expected = make_span(trace, sid, attributes=llm_attributes())
+    expected.start_time_unix_nano, expected.end_time_unix_nano = span.start_time_unix_nano, span.end_time_unix_nano
+    for _ in range(2):  # the second time from the cache
+        written, reference = Span(), Span()
+        written.CopyFrom(span)
+        reference.CopyFrom(expected)
+        set_attributes(written, values, span_attributes(written))
+        for pair in reference.attributes:
+            if pair.key in values:
+                set_value(pair.value, values[pair.key])
+        for key, value in values.items():
+            if key not in span_attributes(expected):
+                pair = reference.attributes.add()
+                pair.key = key
+                set_value(pair.value, value)
+        assert written == reference
+        assert span_attributes(written)["costspan.project"] == "naïve ✓"
+        assert span_attributes(written)["on"] is True and span_attributes(written)["n"] == -5
+    with pytest.raises(ValueError):
+        set_attributes(Span(), {"huge": 2**64}, {})
 
 
 def test_the_shipped_example_configurations_load() -> None:
