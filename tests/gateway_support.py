@@ -102,7 +102,10 @@ def running_gateway(
         gateway.stop()
 
 
-def flush_ledger(gateway: Gateway) -> None:
+def flush_ledger(gateway: Gateway, timeout: float = 10.0) -> None:
+    """Wait until everything answered so far is accounted (the answer comes first), then write the
+    ledger out; fails if the accounting does not finish in ``timeout`` seconds."""
+    assert gateway.intake.wait_idle(timeout), f"accounting not done after {timeout} s"
     for sink in gateway.runtime.sinks:
         flush = getattr(sink, "flush", None)
         if callable(flush):

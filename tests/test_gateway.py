@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from costspan.gateway.service import Gateway
+from costspan.gateway.values import set_attributes, set_value
 from costspan.money import nanos_to_usd
 from tests.fakes.otlp_receiver import OtlpReceiver
 from tests.gateway_support import (
@@ -38,8 +43,6 @@ def post(gateway: Gateway, body: bytes, headers: dict[str, str] | None = None) -
 
 
 def wait_forwarded(receiver: OtlpReceiver, count: int, timeout: float = 10.0) -> list:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         spans = list(receiver.spans())
@@ -231,6 +234,58 @@ def test_spans_with_malformed_ids_are_rejected_alone_as_partial_success(tmp_path
         assert metric(gateway, "costspan_gateway_spans_dropped_total", reason="invalid") == 1
 
 
+def _batch(seed: int, count: int) -> bytes:
+    spans = [make_span(*ids(seed + i), attributes=llm_attributes()) for i in range(count)]
+    return export_request(spans).SerializeToString()
+
+
+@pytest.mark.parametrize("forward", [True, False], ids=["forward", "no-forward"])
+def test_the_answer_comes_before_the_accounting_and_one_bound_covers_both_queues(forward: bool, tmp_path: Path) -> None:
+    """The accounting worker is held up (the trace window's lock, taken here): requests are still
+    answered until the spans waiting to be accounted fill ``queue_spans``, then refused, with or
+    without a next hop; once the worker goes on, every accepted span is accounted and forwarded."""
+    with OtlpReceiver() as receiver:
+        limits = "  limits: {queue_spans: 15}\n"
+        with running_gateway(tmp_path, gateway_yaml(receiver.endpoint if forward else None) + limits) as gateway:
+            with gateway.window.lock:
+                assert post(gateway, _batch(100, 10)).status_code == 200
+                assert post(gateway, _batch(200, 10)).status_code == 503  # 10 held + 10 > 15
+                assert metric(gateway, "costspan_gateway_accounting_queue_spans") == 10
+                assert metric(gateway, "costspan_gateway_requests_total", transport="http", outcome="throttled") == 1
+                assert not gateway.intake.wait_idle(0.2)  # genuinely not accounted yet
+                assert not list(receiver.spans())
+            flush_ledger(gateway)
+            assert len(ledger_rows(tmp_path / "costspan-ledger.db")) == 10
+            assert metric(gateway, "costspan_gateway_accounting_queue_spans") == 0
+            assert metric(gateway, "costspan_gateway_genai_spans_total", status="priced") == 10
+            assert metric(gateway, "costspan_gateway_accounting_delay_seconds_count") == 1
+            assert post(gateway, _batch(200, 10)).status_code == 200  # room again
+            if forward:
+                assert len(wait_forwarded(receiver, 20)) == 20
+
+
+def test_stopping_accounts_every_answered_request_before_the_drain(tmp_path: Path) -> None:
+    """SIGTERM's path while answered requests still wait to be accounted: all are accounted,
+    forwarded and in the ledger when the gateway has stopped."""
+    with OtlpReceiver() as receiver:
+        with running_gateway(tmp_path, gateway_yaml(receiver.endpoint)) as gateway:
+            stopped: list[int] = []
+            with gateway.window.lock:
+                for seed in (300, 400, 500):
+                    assert post(gateway, _batch(seed, 5)).status_code == 200
+                stopping = threading.Thread(target=lambda: stopped.append(gateway.stop()))
+                stopping.start()
+                deadline = time.monotonic() + 10
+                while gateway.intake.accepting:
+                    assert time.monotonic() < deadline, "the gateway did not start stopping"
+                    time.sleep(0.01)
+                assert not stopped  # it waits for the accounting
+            stopping.join(30)
+            assert stopped == [0]
+            assert len(list(receiver.spans())) == 15
+        assert len(ledger_rows(tmp_path / "costspan-ledger.db")) == 15
+
+
 def test_hostile_requests_get_clear_answers_and_never_cost_a_good_span(tmp_path: Path) -> None:
     bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))
     yaml_text = gateway_yaml(extra="") + "  limits: {max_request_bytes: 1048576, max_decompressed_bytes: 4194304}\n"
@@ -293,8 +348,6 @@ def test_grpc_in_and_grpc_out_with_headers(tmp_path: Path) -> None:
                     raise AssertionError("a malformed message was accepted")
                 except grpc.RpcError as exc:
                     assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
-            import time
-
             deadline = time.monotonic() + 10
             while not receiver.spans() and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -302,6 +355,45 @@ def test_grpc_in_and_grpc_out_with_headers(tmp_path: Path) -> None:
             assert span_attributes(forwarded)["costspan.cost.status"] == "priced"
             assert receiver.metadata[0]["x-tenant"] == "acme"
             assert metric(gateway, "costspan_gateway_spans_received_total", transport="grpc") == 1
+
+
+def test_attributes_written_on_a_span_are_what_the_protobuf_api_would_write() -> None:
+    """The gateway appends attributes as wire bytes: they must read back, and compare, exactly as
+    if set field by field, overwriting the span's own where it has the key."""
+    values = {
+        "costspan.project": "naïve ✓",
+        "gen_ai.request.model": "gpt-4o",  # the span has it: overwritten in place
+        "n": -5,
+        "big": 2**63 - 1,
+        "zero": 0,
+        "usd": 0.000123,
+        "none_usd": 0.0,
+        "on": True,
+        "off": False,
+        "as_text": Decimal("1.50"),
+    }
+    trace, sid = ids(80)
+    span = make_span(trace, sid, attributes=llm_attributes())
+    expected = make_span(trace, sid, attributes=llm_attributes())
+    expected.start_time_unix_nano, expected.end_time_unix_nano = span.start_time_unix_nano, span.end_time_unix_nano
+    for _ in range(2):  # the second time from the cache
+        written, reference = Span(), Span()
+        written.CopyFrom(span)
+        reference.CopyFrom(expected)
+        set_attributes(written, values, span_attributes(written))
+        for pair in reference.attributes:
+            if pair.key in values:
+                set_value(pair.value, values[pair.key])
+        for key, value in values.items():
+            if key not in span_attributes(expected):
+                pair = reference.attributes.add()
+                pair.key = key
+                set_value(pair.value, value)
+        assert written == reference
+        assert span_attributes(written)["costspan.project"] == "naïve ✓"
+        assert span_attributes(written)["on"] is True and span_attributes(written)["n"] == -5
+    with pytest.raises(ValueError):
+        set_attributes(Span(), {"huge": 2**64}, {})
 
 
 def test_the_shipped_example_configurations_load() -> None:
@@ -321,8 +413,6 @@ def test_the_shipped_example_configurations_load() -> None:
 
 
 def test_a_bad_gateway_setting_names_the_file_key_and_problem(tmp_path: Path) -> None:
-    import pytest
-
     from costspan.errors import ConfigError
     from costspan.gateway.config import load
     from costspan.settings import load_settings

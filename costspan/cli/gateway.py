@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -29,8 +30,13 @@ gateway.dedup_ttl_seconds. Flags override the YAML. Same COSTSPAN_* variables an
 (COSTSPAN_STORE=redis://... for several replicas). COSTSPAN_GATEWAY_TOKEN / COSTSPAN_GATEWAY_PASSWORD
 hold the receivers' bearer token / basic-auth password.
 
-On SIGTERM: stop accepting, drain the queue to the next hop (limits.drain_seconds), flush the
-ledger and metrics; spans that could not be sent are counted and logged (exit status 1).
+A request is answered once it is queued (as the Collector does) and accounted right after, by one
+worker; limits.queue_spans bounds the spans waiting to be accounted and forwarded together (503 /
+UNAVAILABLE beyond it). A crash (SIGKILL) loses what was answered and not yet accounted.
+
+On SIGTERM: stop accepting, account everything answered, drain the queue to the next hop
+(limits.drain_seconds), flush the ledger and metrics; spans that could not be sent are counted and
+logged (exit status 1).
 """
 
 
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     gateway = Gateway(settings, config)
     gateway.start()
+    _tune_collector()
     print(f"costspan gateway: ready {gateway.describe()}", file=sys.stderr, flush=True)
     while not stop.wait(1.0):
         pass
@@ -82,3 +89,13 @@ def run(args: argparse.Namespace) -> int:
     lost = gateway.stop()
     print(f"costspan gateway: stopped; {lost} spans not forwarded", file=sys.stderr, flush=True)
     return 1 if lost else 0
+
+
+def _tune_collector() -> None:
+    """The process is the gateway's alone, and its heap is mostly long-lived: the price tables, and
+    the trace window's 100,000 spans. With the default thresholds a full collection walks all of it
+    every few batches, about a tenth of the CPU of accounting; collecting the young generation every
+    10,000 allocations instead of 700, with what startup built frozen out of every collection,
+    brings that to a few per cent while cyclic garbage is still collected."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -10,6 +10,7 @@ onto it and forwards every span to the next hop. One module per job:
 * :mod:`.window` — recent spans per trace, so a trace split over requests is counted once;
 * :mod:`.claims` — a span delivered twice (retries, replicas) is accounted once, through the store;
 * :mod:`.accountant` — decides which spans to charge, accounts them, enriches them;
+* :mod:`.intake` — admit, back-pressure, answer, then account on one worker thread;
 * :mod:`.senders` / :mod:`.forwarder` — the next hop, with retries and a bounded queue;
 * :mod:`.receiver_http` / :mod:`.receiver_grpc` / :mod:`.auth` — the two OTLP receivers;
 * :mod:`.selfmetrics` — the gateway's own health figures; :mod:`.service` — lifecycle and drain.

@@ -6,7 +6,9 @@ The same path as in-process, with what the wire adds:
   service (:meth:`~costspan.runtime.Runtime.account`: pricer, budgets, Prometheus, OTLP metrics,
   ledger), so a span priced here and one priced in-process cannot differ;
 * spans whose ids are malformed are rejected (removed and reported as partial success), never
-  the request: a good span is never lost for a bad neighbour;
+  the request: a good span is never lost for a bad neighbour. That check (:meth:`Accountant.admit`)
+  is all that runs before the answer; :meth:`Accountant.process` runs after it, on the intake's
+  one worker thread (:mod:`.intake`), so nothing here is on a sender's latency;
 * counted once: within a trace the innermost LLM span is charged (:mod:`.window`), and a span
   delivered twice is accounted by one caller only (:mod:`.claims`); a copy that is not accounted
   still carries its price, so every copy downstream reads alike;
@@ -21,7 +23,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,19 +47,22 @@ NO_MODEL = "no_model"
 ERROR = "error"
 
 
-@dataclass
-class Outcome:
-    spans: int = 0
-    """Spans accepted (forwarded on)."""
-    rejected: int = 0
-    message: str = ""
-    genai: Counter[str] = field(default_factory=Counter)
-    """LLM spans by what became of them: a cost status, ``counted_in``, ``duplicate``, ``no_model``, ``error``."""
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the sender is answered: the spans kept, and those rejected (partial success) with why."""
+
+    spans: int
+    rejected: int
+    message: str
 
 
 @dataclass(slots=True)
 class _Candidate:
     span: Span
+    span_id: bytes
+    """The span's ids, read once: every read of a protobuf field builds a new object."""
+    trace_hex: str
+    span_hex: str
     attrs: dict[str, Any]
     facts: CallFacts | None
     resource: Mapping[str, Any]
@@ -76,48 +81,61 @@ class Accountant:
         self.claims = claims
         self.window = window
         self.attribution = attribution or {}
+        self._attributed_from = tuple(
+            (name, (keys := self.attribution.get(name, ())), (own, *keys))
+            for name, own in (("project", A.PROJECT), ("feature", A.FEATURE), ("user", A.USER_ID))
+        )
+        """Per attribution: the span's keys to read it from, then the resource's."""
         self._logged: set[str] = set()
 
-    def process(self, request: ExportTraceServiceRequest) -> Outcome:
-        """Account the request's LLM spans and enrich them in place; drop (and count) malformed spans."""
-        outcome = Outcome()
+    @staticmethod
+    def admit(request: ExportTraceServiceRequest) -> Admission:
+        """Remove (and count) the spans whose ids are malformed: the one check the answer depends on,
+        cheap enough for the request thread, so the rest of the accounting can come after the answer."""
+        kept = rejected = 0
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                spans = scope_spans.spans
+                bad = [index for index, span in enumerate(spans) if not _valid_ids(span)]
+                for index in reversed(bad):
+                    del spans[index]
+                rejected += len(bad)
+                kept += len(spans)
+        message = (
+            f"{rejected} spans rejected: trace id must be 16 bytes and span id 8, not all zero" if rejected else ""
+        )
+        return Admission(kept, rejected, message)
+
+    def process(self, request: ExportTraceServiceRequest) -> Counter[str]:
+        """Account the LLM spans of an admitted request and enrich them in place; returns them counted
+        by what became of them: a cost status, ``counted_in``, ``duplicate``, ``no_model``, ``error``."""
+        genai: Counter[str] = Counter()
         links: dict[bytes, list[tuple[bytes, bytes]]] = {}
         candidates: dict[bytes, list[_Candidate]] = {}
         for resource_spans in request.resource_spans:
             resource: dict[str, Any] | None = None
             for scope_spans in resource_spans.scope_spans:
-                bad: list[int] = []
-                for index, span in enumerate(scope_spans.spans):
-                    if not _valid_ids(span):
-                        bad.append(index)
-                        continue
-                    links.setdefault(span.trace_id, []).append((span.span_id, span.parent_span_id))
+                for span in scope_spans.spans:
+                    trace_id, span_id = span.trace_id, span.span_id
+                    links.setdefault(trace_id, []).append((span_id, span.parent_span_id))
                     if not any(pair.key in GENAI_MARKERS for pair in span.attributes):
                         continue
                     if resource is None:
                         resource = attributes(resource_spans.resource.attributes)
-                    candidates.setdefault(span.trace_id, []).append(self._candidate(span, resource, outcome))
-                for index in reversed(bad):
-                    del scope_spans.spans[index]
-                outcome.rejected += len(bad)
-                outcome.spans += len(scope_spans.spans)
-        if outcome.rejected:
-            outcome.message = (
-                f"{outcome.rejected} spans rejected: trace id must be 16 bytes and span id 8, not all zero"
-            )
+                    candidates.setdefault(trace_id, []).append(self._candidate(span, trace_id, span_id, resource))
         verdicts = self._decide(links, candidates)
-        self._account(candidates, verdicts, outcome)
-        return outcome
+        self._account(candidates, verdicts, genai)
+        return genai
 
     # -- deciding ---------------------------------------------------------------------------
-    def _candidate(self, span: Span, resource: Mapping[str, Any], outcome: Outcome) -> _Candidate:
+    def _candidate(self, span: Span, trace_id: bytes, span_id: bytes, resource: Mapping[str, Any]) -> _Candidate:
         attrs = attributes(span.attributes)
         try:
             facts = decode(attrs)
         except Exception:  # a hostile value the decoder did not expect: pass the span through unpriced
             self._log_once("decode")
             facts = None
-        return _Candidate(span, attrs, facts, resource)
+        return _Candidate(span, span_id, trace_id.hex(), span_id.hex(), attrs, facts, resource)
 
     def _decide(
         self, links: dict[bytes, list[tuple[bytes, bytes]]], candidates: dict[bytes, list[_Candidate]]
@@ -132,52 +150,55 @@ class Accountant:
                 found = candidates.get(trace_id)
                 if not found:
                     continue
-                priced = [(c.span.span_id, c.span.span_id.hex()) for c in found if c.facts is not None]
+                priced = [(c.span_id, c.span_hex) for c in found if c.facts is not None]
                 verdicts.update(window.decide(entry, priced))
                 for c in found:
-                    if c.facts is None and (cover := window.covered(entry, c.span.span_id)) is not None:
-                        verdicts[c.span.span_id] = (cover, False)
+                    if c.facts is None and (cover := window.covered(entry, c.span_id)) is not None:
+                        verdicts[c.span_id] = (cover, False)
             window.evict()
         return verdicts
 
     # -- accounting -------------------------------------------------------------------------
     def _account(
-        self, candidates: dict[bytes, list[_Candidate]], verdicts: dict[bytes, tuple[Verdict, bool]], outcome: Outcome
+        self,
+        candidates: dict[bytes, list[_Candidate]],
+        verdicts: dict[bytes, tuple[Verdict, bool]],
+        genai: Counter[str],
     ) -> None:
         to_claim: list[_Candidate] = []
         for found in candidates.values():
             for c in found:
-                verdict, new = verdicts.get(c.span.span_id, (None, False))
+                verdict, new = verdicts.get(c.span_id, (None, False))
                 if verdict is not None and verdict.charged and new:
-                    c.key = f"{c.span.trace_id.hex()}:{c.span.span_id.hex()}"
+                    c.key = f"{c.trace_hex}:{c.span_hex}"
                     to_claim.append(c)
         won = self.claims.win([c.key for c in to_claim]) if self.claims is not None else set(range(len(to_claim)))
         mine = {id(to_claim[i]) for i in won}
         for found in candidates.values():
             for c in found:
-                verdict, _ = verdicts.get(c.span.span_id, (None, False))
+                verdict, _ = verdicts.get(c.span_id, (None, False))
                 try:
-                    outcome.genai[self._enrich(c, verdict, id(c) in mine)] += 1
+                    genai[self._enrich(c, verdict, id(c) in mine)] += 1
                 except Exception:
                     self._log_once("account")
-                    outcome.genai[ERROR] += 1
+                    genai[ERROR] += 1
 
     def _enrich(self, c: _Candidate, verdict: Verdict | None, accounts: bool) -> str:
         if verdict is not None and not verdict.charged:
-            set_attributes(c.span, {A.COUNTED_IN: verdict.by})
+            set_attributes(c.span, {A.COUNTED_IN: verdict.by}, c.attrs)
             return COUNTED_ELSEWHERE
         if c.facts is None or verdict is None:
             return NO_MODEL
         facts = self._complete(c)
         if accounts:
             accounted = self.runtime.accounting.account(facts)
-            set_attributes(c.span, cost_attributes(accounted, c.attrs))
+            set_attributes(c.span, cost_attributes(accounted, c.attrs), c.attrs)
             at = c.span.end_time_unix_nano or time.time_ns()
             for name, values in threshold_events(accounted):
                 add_event(c.span, name, at, values)
             return accounted.quote.status
         copy = Accounted(facts, self.runtime.accounting.checked_price(facts))
-        set_attributes(c.span, cost_attributes(copy, c.attrs))
+        set_attributes(c.span, cost_attributes(copy, c.attrs), c.attrs)
         return DUPLICATE
 
     def _complete(self, c: _Candidate) -> CallFacts:
@@ -185,33 +206,41 @@ class Accountant:
         facts = c.facts
         assert facts is not None
         span = c.span
-        facts.trace_id, facts.span_id = span.trace_id.hex(), span.span_id.hex()
+        facts.trace_id, facts.span_id = c.trace_hex, c.span_hex
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
         facts.started_at = _utc(start)
         facts.duration_s = (end - start) / 1e9 if start and end >= start else None
         service = c.resource.get("service.name")
         facts.service = str(service) if isinstance(service, str) and service else None
-        for name in ("project", "feature", "user"):
+        for name, span_keys, resource_keys in self._attributed_from:
             if getattr(facts, name) is None:
-                setattr(facts, name, self._attributed(name, c))
+                setattr(facts, name, _attributed(c.attrs, span_keys) or _attributed(c.resource, resource_keys))
         if facts.project is None:
             facts.project = facts.service or self.runtime.service_name
         return facts
-
-    def _attributed(self, name: str, c: _Candidate) -> str | None:
-        keys = self.attribution.get(name, ())
-        own = {"project": A.PROJECT, "feature": A.FEATURE, "user": A.USER_ID}[name]
-        for source, names in ((c.attrs, keys), (c.resource, (own, *keys))):
-            for key in names:
-                value = source.get(key)
-                if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-                    return str(value)
-        return None
 
     def _log_once(self, where: str) -> None:
         if where not in self._logged:
             self._logged.add(where)
             logger.exception("costspan gateway: a span could not be %s; it is passed on as it came", where)
+
+
+def _attributed(source: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = source.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+def llm_spans(request: ExportTraceServiceRequest) -> int:
+    """How many spans of the request the accountant would look at as LLM calls."""
+    return sum(
+        any(pair.key in GENAI_MARKERS for pair in span.attributes)
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    )
 
 
 def _valid_ids(span: Span) -> bool:

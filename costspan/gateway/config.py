@@ -62,9 +62,11 @@ class Limits:
     max_decompressed_bytes: int = 16 * 1024 * 1024
     """Largest body once decompressed: a gzip bomb stops here, never in memory."""
     queue_spans: int = 100_000
-    """Spans waiting for the next hop; past it senders are told to retry (HTTP 503, gRPC UNAVAILABLE)."""
+    """Spans answered and waiting to be accounted or to reach the next hop (one bound for both queues);
+    past it senders are told to retry (HTTP 503, gRPC UNAVAILABLE)."""
     drain_seconds: float = 20.0
-    """On SIGTERM, how long the queue may take to reach the next hop before what is left is counted lost."""
+    """On SIGTERM, once everything answered is accounted, how long the queue may take to reach the next
+    hop before what is left is counted lost."""
     window_spans: int = 100_000
     """Recent spans remembered (across traces) to count a trace split over requests once."""
 

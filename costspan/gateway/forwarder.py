@@ -1,11 +1,13 @@
-"""The bounded queue to the next hop: retries with backoff, back-pressure, drain at shutdown.
+"""The queue to the next hop: retries with backoff, drain at shutdown.
 
-Accepted requests wait here (accounting is already done, so a retry never accounts again). The
-queue is bounded in spans, in flight included: when a request would not fit, the receiver tells
-its sender to retry later (HTTP 503, gRPC UNAVAILABLE) so the data waits in the sender's own
-queue instead of being dropped here. Workers send with exponential backoff and jitter, honouring
-the next hop's ``Retry-After`` / ``RetryInfo``, until it accepts, refuses for good, or
-``max_elapsed_time`` passes. Every span given up is counted by reason and logged, never lost silently.
+Requests come here once accounted (so a retry never accounts again). The queue is bounded by the
+intake, in spans, together with the requests still waiting to be accounted and those in flight
+here: when a request would not fit, the receiver tells its sender to retry later (HTTP 503, gRPC
+UNAVAILABLE) before accepting it, so the data waits in the sender's own queue instead of being
+dropped, and everything accounted is always taken here. Workers send with exponential backoff
+and jitter, honouring the next hop's ``Retry-After`` / ``RetryInfo``, until it accepts, refuses for
+good, or ``max_elapsed_time`` passes. Every span given up is counted by reason and logged, never
+lost silently.
 """
 
 from __future__ import annotations
@@ -27,16 +29,14 @@ _LOG_EVERY_S = 10.0
 
 
 class Forwarder:
-    def __init__(self, sender: Sender, forward: Forward, capacity: int, metrics: GatewayMetrics) -> None:
+    def __init__(self, sender: Sender, forward: Forward, metrics: GatewayMetrics) -> None:
         self._sender = sender
         self._forward = forward
-        self.capacity = capacity
         self._metrics = metrics
         self._items: deque[tuple[ExportTraceServiceRequest, int]] = deque()
         self._spans = 0
         """Spans queued or in flight."""
         self._cond = threading.Condition()
-        self._closing = False
         self._stop = threading.Event()
         self._workers = [
             threading.Thread(target=self._work, name=f"costspan-gateway-forward-{i}", daemon=True)
@@ -54,28 +54,20 @@ class Forwarder:
         for worker in self._workers:
             worker.start()
 
-    def has_room(self, spans: int) -> bool:
-        """Whether a request of ``spans`` would be taken now (an empty queue takes any one request)."""
-        return not self._closing and (self._spans == 0 or self._spans + spans <= self.capacity)
-
-    def offer(self, request: ExportTraceServiceRequest, spans: int, *, force: bool = False) -> bool:
-        """Queue an accepted request; False when it does not fit (the sender must retry). ``force``
-        queues it regardless (already accounted: it must not be lost), even while draining."""
+    def offer(self, request: ExportTraceServiceRequest, spans: int) -> None:
+        """Queue an accounted request (the intake made room for it when it accepted it)."""
         with self._cond:
-            if not force and not self.has_room(spans):
-                return False
             self._items.append((request, spans))
             self._spans += spans
             self._metrics.queue.set(self._spans)
             self._cond.notify()
-        return True
 
     def drain(self, deadline_s: float) -> int:
-        """Stop taking requests, let the workers empty the queue for up to ``deadline_s`` seconds, then
-        stop them; the spans left are counted (``shutdown``) and logged. Returns how many."""
+        """Let the workers empty the queue for up to ``deadline_s`` seconds (the intake has accounted
+        and offered everything it accepted), then stop them; the spans left are counted
+        (``shutdown``) and logged. Returns how many."""
         end = time.monotonic() + deadline_s
         with self._cond:
-            self._closing = True
             while self._spans and time.monotonic() < end:
                 self._cond.wait(min(0.1, max(end - time.monotonic(), 0.0)))
             self._stop.set()

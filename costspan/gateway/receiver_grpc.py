@@ -2,7 +2,7 @@
 
 The generated servicer and messages, with one difference from ``add_TraceServiceServicer_to_server``:
 the request is parsed by a deserializer that does not raise, so a malformed message is answered
-INVALID_ARGUMENT with a reason (gRPC would say INTERNAL). A full forwarding queue is UNAVAILABLE with
+INVALID_ARGUMENT with a reason (gRPC would say INTERNAL). Full queues are UNAVAILABLE with
 ``RetryInfo`` (in the rich status and alone, as the Collector and the SDKs read it).
 """
 

@@ -3,9 +3,10 @@
 Hostile input gets a clear status, never a crash: 401 without valid credentials, 411 without a
 length, 413 over ``max_request_bytes`` (refused before the body is read) or when it inflates past
 ``max_decompressed_bytes``, 415 for other content types or encodings, 400 with a ``google.rpc.Status``
-for a body that is not OTLP. A full forwarding queue answers 503 with ``Retry-After``, which OTLP
-senders retry. Each connection has a read deadline, its TLS handshake happens in its own thread, and
-the number of connections is bounded, so a slow or silent client holds up only itself.
+for a body that is not OTLP. Full queues (accounting and forwarding, one bound) answer 503 with
+``Retry-After``, which OTLP senders retry. Each connection has a read deadline, its TLS handshake
+happens in its own thread, and the number of connections is bounded, so a slow or silent client
+holds up only itself.
 """
 
 from __future__ import annotations
@@ -100,10 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"status": "ok"})
         elif path == "/readyz":
             intake = self.server.intake
-            forwarder = intake.forwarder
-            queued = forwarder.pending if forwarder is not None else 0
-            ready = intake.accepting and (forwarder is None or forwarder.has_room(1))
-            self._json(200 if ready else 503, {"ready": ready, "queue_spans": queued})
+            ready = intake.accepting and intake.has_room(1)
+            self._json(200 if ready else 503, {"ready": ready, "queue_spans": intake.pending})
         else:
             self._text(404, "not found")
 

@@ -29,6 +29,17 @@ class GatewayMetrics:
             registry=r,
         )
         self.queue = Gauge("costspan_gateway_queue_spans", "Spans waiting for the next hop.", registry=r)
+        self.accounting_queue = Gauge(
+            "costspan_gateway_accounting_queue_spans",
+            "Spans accepted (answered) and not yet accounted.",
+            registry=r,
+        )
+        self.accounting_delay = Histogram(
+            "costspan_gateway_accounting_delay_seconds",
+            "Time from a request's acceptance to the end of its accounting (how far spend lags the answer).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.export_duration = Histogram(
             "costspan_gateway_export_duration_seconds",
             "Time of one export attempt to the next hop.",

@@ -1,10 +1,11 @@
 """The gateway's lifecycle: build the parts, start the receivers, and stop cleanly.
 
-Stopping (SIGTERM) goes in the order that loses nothing accounted: refuse new requests (HTTP
+Stopping (SIGTERM) goes in the order that loses nothing accepted: refuse new requests (HTTP
 503, gRPC UNAVAILABLE: senders retry another replica), let the requests being handled finish,
-drain the forwarding queue to the next hop within ``limits.drain_seconds`` (what is left is
-counted and logged), then close the runtime, which flushes the ledger, the OTLP metrics and the
-budget store.
+account every request already answered (they were acknowledged before they were accounted, see
+:mod:`.intake`; at most ``limits.queue_spans`` spans), drain the forwarding queue to the next hop
+within ``limits.drain_seconds`` (what is left is counted and logged), then close the runtime,
+which flushes the ledger, the OTLP metrics and the budget store.
 """
 
 from __future__ import annotations
@@ -52,16 +53,15 @@ class Gateway:
         accountant = Accountant(self.runtime, self.claims, self.window, config.attribution)
         forward = config.forward
         self.forwarder = (
-            Forwarder(make_sender(forward), forward, config.limits.queue_spans, self.metrics)
-            if forward.endpoint is not None
-            else None
+            Forwarder(make_sender(forward), forward, self.metrics) if forward.endpoint is not None else None
         )
-        self.intake = Intake(accountant, self.forwarder, self.metrics)
+        self.intake = Intake(accountant, self.forwarder, config.limits.queue_spans, self.metrics)
         self.http = HttpReceiver(config, self.intake) if config.http is not None else None
         self.grpc = GrpcReceiver(config, self.intake) if config.grpc is not None else None
         self._stopped = False
 
     def start(self) -> None:
+        self.intake.start()
         if self.forwarder is not None:
             self.forwarder.start()
         if self.http is not None:
@@ -90,7 +90,7 @@ class Gateway:
         if self.grpc is not None:
             self.grpc.stop(grace=REQUEST_GRACE_S)
         if not self.intake.close(REQUEST_GRACE_S):
-            logger.error("costspan gateway: requests were still being handled at the shutdown deadline")
+            logger.error("costspan gateway: requests still being handled at the shutdown deadline were refused")
         lost = self.forwarder.drain(self.config.limits.drain_seconds) if self.forwarder is not None else 0
         self.claims.close()
         self.runtime.close()
