@@ -358,8 +358,9 @@ def test_grpc_in_and_grpc_out_with_headers(tmp_path: Path) -> None:
 
 
 def test_attributes_written_on_a_span_are_what_the_protobuf_api_would_write() -> None:
-    """The gateway appends attributes as wire bytes: they must read back, and compare, exactly as
-    if set field by field, overwriting the span's own where it has the key."""
+    """The gateway merges attributes serialized once (floats field by field): they must read back,
+    and compare, exactly as if set field by field, in order, overwriting the span's own where it
+    has the key."""
     values = {
         "costspan.project": "naïve ✓",
         "gen_ai.request.model": "gpt-4o",  # the span has it: overwritten in place
