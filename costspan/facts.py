@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from operator import attrgetter
 
 MAX_TOKENS = 20_000_000
 """The largest token count one call can report: twice the largest context window on sale (10
@@ -60,6 +61,9 @@ _PARTS = (
     (("reasoning_tokens",), "output_tokens"),
 )
 _SOUND: frozenset[str] = frozenset()
+_read_counts = attrgetter(*_COUNTS)
+_INT_ONLY = {int}
+_PART_INDEXES = tuple((tuple(map(_COUNTS.index, parts)), _COUNTS.index(whole)) for parts, whole in _PARTS)
 
 
 def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
@@ -68,29 +72,21 @@ def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
     Out of range (negative, above :data:`MAX_TOKENS`, not an integer) is invalid; so are parts that
     exceed their whole (cached input above the input), which would price the rest below zero.
     """
-    i, o, cr, cw, cw1 = (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.cache_write_1h_tokens,
-    )
-    r, im, su = usage.reasoning_tokens, usage.images, usage.search_units
-    if (
-        # Every call passes here: the common, sound usage is judged in one expression.
-        type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(cw1) is int
-        and type(r) is int and type(im) is int and type(su) is int
-        and min(i, o, cr, cw, cw1, r, im, su) >= 0 and max(i, o, cr, cw, cw1, r, im, su) <= MAX_TOKENS
-        and cr + cw <= i and cw1 <= cw and r <= o
-    ):  # fmt: skip
-        return usage, _SOUND
+    counts = _read_counts(usage)
+    if set(map(type, counts)) == _INT_ONLY and min(counts) >= 0 and max(counts) <= MAX_TOKENS:
+        # Every call passes here: the counts are judged at once, and the parts against their wholes.
+        for part_at, whole_at in _PART_INDEXES:
+            if sum(map(counts.__getitem__, part_at)) > counts[whole_at]:
+                break
+        else:
+            return usage, _SOUND
     bad = {name for name in _COUNTS if not _valid(getattr(usage, name))}
     for parts, whole in _PARTS:
         intact = whole not in bad and not bad.intersection(parts)
         if intact and sum(getattr(usage, part) for part in parts) > getattr(usage, whole):
             bad.update(parts)
     if not bad:
-        return usage, frozenset()
+        return usage, _SOUND
     return replace(usage, **dict.fromkeys(bad, 0)), frozenset(bad)
 
 
