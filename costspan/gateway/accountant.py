@@ -118,7 +118,7 @@ class Accountant:
                 for span in scope_spans.spans:
                     trace_id, span_id = span.trace_id, span.span_id
                     links.setdefault(trace_id, []).append((span_id, span.parent_span_id))
-                    if not any(pair.key in GENAI_MARKERS for pair in span.attributes):
+                    if not _is_llm(span):
                         continue
                     if resource is None:
                         resource = attributes(resource_spans.resource.attributes)
@@ -236,11 +236,16 @@ def _attributed(source: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
 def llm_spans(request: ExportTraceServiceRequest) -> int:
     """How many spans of the request the accountant would look at as LLM calls."""
     return sum(
-        any(pair.key in GENAI_MARKERS for pair in span.attributes)
+        _is_llm(span)
         for resource_spans in request.resource_spans
         for scope_spans in resource_spans.scope_spans
         for span in scope_spans.spans
     )
+
+
+def _is_llm(span: Span) -> bool:
+    """Carries an attribute only an LLM call's span has (any convention the decoder reads)."""
+    return any(pair.key in GENAI_MARKERS for pair in span.attributes)
 
 
 def _valid_ids(span: Span) -> bool:
