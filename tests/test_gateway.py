@@ -14,6 +14,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from costspan.gateway import values as values_module
 from costspan.gateway.service import Gateway
 from costspan.gateway.values import set_attributes, set_value
 from costspan.money import nanos_to_usd
@@ -372,6 +373,7 @@ def test_attributes_written_on_a_span_are_what_the_protobuf_api_would_write() ->
         "on": True,
         "off": False,
         "as_text": Decimal("1.50"),
+        "long": "p" * 10_000,  # past the cached length: serialized each time, never kept
     }
     trace, sid = ids(80)
     span = make_span(trace, sid, attributes=llm_attributes())
@@ -393,6 +395,9 @@ def test_attributes_written_on_a_span_are_what_the_protobuf_api_would_write() ->
         assert written == reference
         assert span_attributes(written)["costspan.project"] == "naïve ✓"
         assert span_attributes(written)["on"] is True and span_attributes(written)["n"] == -5
+    cached = values_module._cached.cache_info().currsize
+    set_attributes(Span(), {"costspan.project": "q" * 10_000}, {})
+    assert values_module._cached.cache_info().currsize == cached
     with pytest.raises(ValueError):
         set_attributes(Span(), {"huge": 2**64}, {})
 

@@ -84,16 +84,27 @@ def set_attributes(span: Span, values: Mapping[str, Any], existing: Mapping[str,
         span.MergeFromString(b"".join(repeated))
 
 
-@lru_cache(maxsize=4096, typed=True)
 def _alone(key: str, value: Any) -> bytes:
-    """A span holding only this attribute, serialized. Bounded: a project name or a pricing key
-    repeats, but any string may come. Typed: ``True`` and ``1`` are equal keys to a plain cache,
-    not equal values on the wire."""
+    """A span holding only this attribute, serialized; from the cache unless the value is long."""
+    if isinstance(value, str) and len(value) > _CACHED_LENGTH:
+        return _serialized(key, value)
+    return _cached(key, value)
+
+
+def _serialized(key: str, value: Any) -> bytes:
     holder = Span()
     pair = holder.attributes.add()
     pair.key = key
     set_value(pair.value, value)
     return holder.SerializeToString()
+
+
+_CACHED_LENGTH = 256
+"""Longer values (a project name is the sender's to choose) are serialized each time: the cache
+holds 4,096 entries, and must not become a store of whatever large strings a sender makes up."""
+_cached = lru_cache(maxsize=4096, typed=True)(_serialized)
+"""Bounded: a project name or a pricing key repeats, but any string may come. Typed: ``True`` and
+``1`` are equal keys to a plain cache, not equal values on the wire."""
 
 
 def add_event(span: Span, name: str, time_unix_nano: int, values: Mapping[str, Any]) -> None:
