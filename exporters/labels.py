@@ -166,9 +166,10 @@ class LabelLimiter:
         )
         if folded:
             self._notify(folded)
-        elif len(self._known) < _KNOWN_LIMIT:
+        elif len(self._known) < _KNOWN_LIMIT and all(len(name) <= MAX_VALUE_LENGTH for name in key if name):
             # Nothing folded: the same names give the same labels for the rest of the process
-            # (a value seen keeps its slot), so the next call with them skips the folding.
+            # (a value seen keeps its slot), so the next call with them skips the folding. Names
+            # that had to be cut are not kept: the memo must not hold on to a sender's huge strings.
             self._known[key] = labels
         return labels
 

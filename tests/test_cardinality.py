@@ -296,3 +296,19 @@ def test_long_label_values_are_cut_alike_on_prometheus_and_otlp() -> None:
     points = reader_points(reader)
     assert otlp_values(points, "project", "costspan.cost.usd") == projects
     assert cut("short") == "short" and cut("x" * MAX_VALUE_LENGTH) == "x" * MAX_VALUE_LENGTH
+
+
+def test_labels_of_a_call_are_kept_for_the_next_only_when_no_name_was_cut_or_folded() -> None:
+    """The labels of repeated names are reused (same object), but a name that had to be cut is not
+    kept by the limiter: it must not hold on to whatever large strings a sender makes up."""
+    limiter = LabelLimiter()
+    short = CallFacts("openai", "gpt-4o", project="research")
+    assert limiter.call_labels(short) is limiter.call_labels(CallFacts("openai", "gpt-4o", project="research"))
+    long_facts = CallFacts("openai", "gpt-4o", project="p" * 100_000)
+    first, again = limiter.call_labels(long_facts), limiter.call_labels(long_facts)
+    assert first == again and first is not again and first.project == cut("p" * 100_000)
+    capped = LabelLimiter({"project": 1})
+    capped.call_labels(short)
+    folded = CallFacts("openai", "gpt-4o", project="other-team")
+    assert capped.call_labels(folded).project == OTHER
+    assert capped.call_labels(folded) is not capped.call_labels(folded)  # a fold is reported on each call
