@@ -13,7 +13,7 @@ from costspan.accounted import ThresholdCrossing
 from costspan.budgets import BudgetEngine, guard
 from costspan.errors import BudgetExceededError
 from costspan.pricing import PRICED, UNPRICED, Quote
-from tests.test_budget_stores import backend_url, facts, free_port, make_engine, start_redis  # noqa: F401
+from tests.test_budget_stores import backend_url, facts, free_port, fresh_redis, make_engine, start_redis  # noqa: F401
 
 CENT = 10_000_000  # nano-dollars
 
@@ -194,6 +194,24 @@ def test_charge_reports_the_most_used_budget(tmp_path: Path, backend_url: str) -
     assert result.most_used.remaining_nanos == 1 * CENT
     assert engine.charge(facts(project="q"), priced(CENT)).most_used.name == "big"  # type: ignore[union-attr]
     engine.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_span_charged_by_two_engines_on_one_store_counts_once(tmp_path: Path, backend: str) -> None:
+    """A span's ids name its charge for every caller: two gateway replicas whose span claims the store
+    could not answer, or a gateway behind an in-process caller, charge it once between them. Calls
+    without span ids are distinct charges, even on a store that records no id for them."""
+    url = f"sqlite:///{tmp_path / 'b.db'}" if backend == "sqlite" else fresh_redis()
+    yaml = "budgets:\n  - {name: daily, limit_usd: 10, window: day}\n"
+    replicas = [make_engine(tmp_path, yaml, url) for _ in range(2)]
+    span = facts()
+    span.trace_id, span.span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    for engine in replicas:
+        engine.charge(span, priced(CENT))
+        engine.charge(facts(), priced(2 * CENT))
+    assert [status.used for status in replicas[1].status()] == [5 * CENT]  # 1 + 2 + 2 cents
+    for engine in replicas:
+        engine.close()
 
 
 def test_unpriced_calls_cost_nothing_but_count_requests_and_tokens(tmp_path: Path, backend_url: str) -> None:  # noqa: F811

@@ -5,11 +5,15 @@ blocks no other charge, no caller waits on the store beyond its bound, and a los
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import resource
+import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,6 +101,50 @@ def test_a_charge_the_store_refuses_is_dropped_alone(tmp_path: Path, caplog: pyt
     assert guarded.dropped == 1 and errors == ["sqlite"] and not guarded.pending
     assert "refused a charge" in caplog.text
     guarded.close()
+
+
+def _charge_while_commits_fail(directory: str, results: Any) -> None:
+    """In a child process, since the file-size limit is the whole process's: the store's write-ahead
+    log may not grow, so each charge's COMMIT fails (in WAL mode a small transaction's pages are
+    written at COMMIT) with a disk I/O error; then the limit is lifted and the guard replays them."""
+    path = Path(directory) / "b.db"
+    engine = make_engine(Path(directory), BUDGET, f"sqlite:///{path}")
+    errors: list[str] = []
+    engine.set_error_hook(errors.append)
+    engine.charge(facts(), Quote(PRICED, input_nanos=1_000))
+    span = facts()
+    span.trace_id, span.span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(f"{path}-wal"), hard))
+    assert engine._store is not None
+    engine.charge(facts(), Quote(PRICED, input_nanos=700))  # no span: no operation id
+    engine._store._retry_at = 0.0  # skip the guard's one-second back-off
+    engine.charge(span, Quote(PRICED, input_nanos=50))  # a span's charge carries its id
+    in_file = sqlite3.connect(path).execute("SELECT sum(value) FROM budget_counters").fetchone()[0]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    pending = engine._store.pending
+    flushed = engine._store.flush()
+    engine.charge(span, Quote(PRICED, input_nanos=50))  # the same span again (a replica's copy)
+    engine.charge(facts(), Quote(PRICED, input_nanos=3))
+    results.put((errors, in_file, list(pending.values()), flushed, spent(engine)))
+    engine.close()
+
+
+def test_a_charge_whose_sqlite_commit_failed_is_replayed_and_counted_once(tmp_path: Path) -> None:
+    """A failed COMMIT leaves nothing behind, so the guard's replay is the charge's one application,
+    with an operation id or without."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_charge_while_commits_fail, args=(str(tmp_path), results))
+    child.start()
+    errors, in_file, pending, flushed, total = results.get(timeout=60)
+    child.join(timeout=10)
+    assert child.exitcode == 0
+    assert errors == ["sqlite", "sqlite"]  # both COMMITs failed...
+    assert in_file == 1_000  # ...and left the file as it was
+    assert pending == [750] and flushed
+    assert total == 1_753
 
 
 def hold_write_lock(path: Path, seconds: float) -> threading.Thread:

@@ -103,6 +103,8 @@ class BudgetEngine:
         caps = [s.rule.reserve_output_tokens for s in self._enforced if s.rule.reserve_output_tokens is not None]
         self._output_cap = max(caps) if caps else None
         self._clock = clock
+        self._replays_need_ids = store is not None and not store.outcome_known
+        """Whether a write that raised may still have run, so a fresh charge needs an id to be replayed."""
         self._reached: dict[str, int] = {}
         """Per counter key: how many of its thresholds this process has seen claimed."""
         self._closed = False
@@ -192,7 +194,7 @@ class BudgetEngine:
     def release(self, reservation: object | None) -> None:
         """Give back a reservation whose call will not be charged with it."""
         if isinstance(reservation, Reservation) and self._store is not None:
-            self._store.apply((), _new_op("release"), reservation.giveback)
+            self._store.apply((), self._replay_id("release"), reservation.giveback)
 
     # -- after the call --------------------------------------------------------------------
     def charge(self, facts: CallFacts, quote: Quote, reservation: object | None = None) -> ChargeResult:
@@ -224,11 +226,23 @@ class BudgetEngine:
             logger.warning("costspan: a charge out of range was not applied to the budgets: %s", deltas)
             return _EMPTY
         increments = [Increment(key, delta, expires) for key, (delta, expires) in deltas.items()]
-        applied = store.apply(increments, _charge_op(facts), giveback)
+        applied = store.apply(increments, self._charge_op(facts), giveback)
         if applied is None or not deltas:
             return _EMPTY
         values = dict(zip(deltas, applied, strict=True))
         return ChargeResult(self._most_used(hits, values), self._crossings(hits, values))
+
+    def _charge_op(self, facts: CallFacts) -> str | None:
+        """The charge's id: its span's ids where it has them (a gateway replica, or a gateway behind
+        this process, charging the same span is the same charge), else one for the guard's replays."""
+        if facts.trace_id and facts.span_id:
+            return f"span:{facts.trace_id}:{facts.span_id}"
+        return self._replay_id("charge")
+
+    def _replay_id(self, kind: str) -> str | None:
+        """A fresh id where the store needs one to recognise a replay of a write whose outcome was
+        lost; None where no outcome is ever lost (the store then records nothing)."""
+        return _new_op(kind) if self._replays_need_ids else None
 
     def _crossings(self, hits: list[_Hit], values: dict[str, int]) -> tuple[ThresholdCrossing, ...]:
         """Claim the thresholds the new totals reached that no one here has seen claimed yet.
@@ -333,14 +347,6 @@ class _OpIds:
 
 _op_ids = _OpIds()
 _new_op = _op_ids.new
-
-
-def _charge_op(facts: CallFacts) -> str:
-    """The charge's id: its span's ids where it has them (a replica or a replay of the same span is
-    the same charge), else a fresh one."""
-    if facts.trace_id and facts.span_id:
-        return f"span:{facts.trace_id}:{facts.span_id}"
-    return _new_op("charge")
 
 
 def _precheck_delta(rule: Rule, facts: CallFacts, worst_case_nanos: int | None) -> int:

@@ -2,8 +2,10 @@
 
 When the store is unreachable (Redis down, file read-only or locked past the wait bound) calls
 go on; the charges they would have applied wait here, each with its operation id, and are
-replayed after the next write that gets through. The store recognises an id it has applied
-already, so a charge that ran on the server while its caller timed out is not counted twice.
+replayed after the next write that gets through. Only a charge whose apply raised is kept, so a
+replay counts twice only if a write that raised may still have run (a Redis script that ran while
+its caller timed out): such a store recognises an id it has applied already. A store whose failed
+writes change nothing (:attr:`~costspan.budgets.store.Store.outcome_known`) needs no id for that.
 After a failure the store is left alone for a moment instead of making every call wait for its
 own timeout.
 

@@ -93,6 +93,8 @@ return won
 
 class RedisStore:
     backend = "redis"
+    outcome_known = False
+    """A script may run on the server after its caller timed out: a replay needs the operation id."""
 
     def __init__(self, url: str) -> None:
         import redis

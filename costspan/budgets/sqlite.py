@@ -8,6 +8,13 @@ a crash can lose at most the last transactions before it, never corrupt the file
 No caller waits on the file lock for more than :data:`BUSY_TIMEOUT_S`: past it the operation
 fails, and the guard keeps the charge and applies it later, exactly as during an outage.
 
+A write's outcome is never in doubt (:attr:`SqliteStore.outcome_known`): it is one local
+transaction, and every error ends it without effect. A statement that fails inside it changes
+nothing once rolled back; a ``COMMIT`` that fails leaves the transaction either open (it is rolled
+back here) or already rolled back by SQLite, never committed. So the guard's replay of an apply
+that raised is its first application, and an apply without an operation id records none (a
+take's id is still recorded: its giveback depends on it; a span's is too: other callers share it).
+
 A store file deleted (or replaced) under a running process would otherwise swallow every later
 charge into an unlinked inode. So the file's identity is checked at most once a second; when it
 changed, its counters, claims and operation ids are copied from the still-open old file into the
@@ -76,6 +83,8 @@ class StoreFileReplaced(RuntimeError):
 
 class SqliteStore:
     backend = "sqlite"
+    outcome_known = True
+    """Every write is one transaction that commits or raises having changed nothing (see above)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()

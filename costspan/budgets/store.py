@@ -20,6 +20,12 @@ operation id that the store records, with its effect, in the same atomic step, f
 take that reserved for it (:class:`Giveback`); the store gives that reservation back only if the
 take really happened, and only once, so a precheck whose answer was lost neither leaks its
 reservation nor is given back twice.
+
+A store whose writes are never in doubt (:attr:`Store.outcome_known`: a write that raised changed
+nothing) cannot have such a replay, so an apply there needs an id only when the id names the
+charge itself for other callers too (a span's ids: a gateway replica, or the gateway behind an
+in-process caller, may charge the same span); the engine sends none otherwise, and the store then
+records nothing. A take keeps its id either way: its giveback depends on it.
 """
 
 from __future__ import annotations
@@ -77,6 +83,9 @@ class Claim(NamedTuple):
 
 class Store(Protocol):
     backend: str
+    outcome_known: bool
+    """Whether every write either takes effect and returns, or raises having changed nothing (one
+    local transaction, rolled back on any error): then a replay of a failed write cannot count twice."""
 
     def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult:
         """Check and add; when it adds, ``op`` (if given) is recorded with it."""
@@ -87,7 +96,8 @@ class Store(Protocol):
     ) -> tuple[int, ...]:
         """Add the deltas (less ``giveback`` if its take is recorded); each counter's new value.
 
-        With ``op`` already recorded nothing is added, and the values are the counters' current ones."""
+        With ``op`` already recorded nothing is added, and the values are the counters' current ones;
+        without ``op`` nothing is recorded (the caller knows this apply is not repeated)."""
         ...
 
     def claim(self, claims: Sequence[Claim]) -> tuple[int, ...]:
