@@ -20,13 +20,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, ParamSpec, TypeVar
 
 from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult
 from costspan.faults import is_outage
 
 logger = logging.getLogger("costspan")
 T = TypeVar("T")
+P = ParamSpec("P")
 _RETRY_AFTER_S = 1.0
 _LOG_EVERY_S = 60.0
 MAX_PENDING = 100_000
@@ -73,7 +74,7 @@ class GuardedStore:
 
     def take(self, takes: Sequence[Take], op: str | None = None) -> TakeResult | None:
         """The store's answer, or None when it cannot be asked."""
-        return self._call("take", lambda: self.store.take(takes, op))
+        return self._call("take", self.store.take, takes, op)
 
     def apply(
         self, increments: Sequence[Increment], op: str | None = None, giveback: Giveback | None = None
@@ -89,13 +90,13 @@ class GuardedStore:
 
     def claim(self, claims: Sequence[Claim]) -> tuple[int, ...] | None:
         """The claims won, or None when the store cannot be asked (they are tried again later)."""
-        return self._call("claim", lambda: self.store.claim(claims))
+        return self._call("claim", self.store.claim, claims)
 
     def read(self, keys: Sequence[str]) -> list[int] | None:
-        return self._call("read", lambda: self.store.read(keys))
+        return self._call("read", self.store.read, keys)
 
     def scan(self, prefix: str) -> dict[str, int] | None:
-        return self._call("scan", lambda: self.store.scan(prefix))
+        return self._call("scan", self.store.scan, prefix)
 
     def flush(self, patience: float = 0.0) -> bool:
         """Send what is pending, retrying for up to ``patience`` seconds; True when nothing is left."""
@@ -190,12 +191,14 @@ class GuardedStore:
                 exc,
             )
 
-    def _call(self, operation: str, run: Callable[[], T]) -> T | None:
+    def _call(self, operation: str, run: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+        """``run(*args)``, or None when it fails (arguments rather than a closure: a lambda per call
+        is measurable on the precheck's path)."""
         now = time.monotonic()
         if now < self._retry_at:
             return None
         try:
-            return run()
+            return run(*args, **kwargs)
         except Exception as exc:
             self._failed(operation, exc, now)
             return None
