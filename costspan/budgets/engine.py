@@ -172,10 +172,12 @@ class BudgetEngine:
         elif result.refused >= 0:
             hit, used = hits[result.refused], result.values[result.refused]
             raise _refusal(hit, used, _reason(hit, used))
+        if not op:
+            return None  # it only read: nothing to give back
         # Kept even when the store did not answer: the take may have run, and the charge then
         # gives it back (the store knows whether it did).
         taken = tuple(Increment(t.key, t.delta, t.expires_at) for t in takes if t.delta)
-        return Reservation(Giveback(op, taken)) if taken else None
+        return Reservation(Giveback(op, taken))
 
     @staticmethod
     def _take(store: GuardedStore, takes: list[Take]) -> tuple[str, TakeResult | None]:
@@ -188,8 +190,10 @@ class BudgetEngine:
         values = store.read([take.key for take in takes])
         if values is None:
             return "", None
-        refused = next((i for i, (t, v) in enumerate(zip(takes, values, strict=True)) if t.refuses(v)), -1)
-        return "", TakeResult(refused, tuple(values))
+        for index, (take, value) in enumerate(zip(takes, values, strict=True)):
+            if take.refuses(value):
+                return "", TakeResult(index, tuple(values))
+        return "", TakeResult(-1, tuple(values))
 
     def release(self, reservation: object | None) -> None:
         """Give back a reservation whose call will not be charged with it."""
@@ -209,27 +213,28 @@ class BudgetEngine:
             TOKENS: facts.usage.total_tokens if facts.has_usage else 0,
         }
         hits: list[_Hit] = []
-        deltas: dict[str, list[int]] = {}
+        increments: dict[str, Increment] = {}
         for slot in self._slots:
             hit = slot.hit(facts, now)
             if hit is not None:
                 hits.append(hit)
-                entry = deltas.get(hit.key)
-                if entry is None:
-                    deltas[hit.key] = [amounts[hit.rule.unit], hit.expires_at]
-                else:
-                    entry[0] += amounts[hit.rule.unit]
+                amount = amounts[hit.rule.unit]
+                added = increments.get(hit.key)
+                increments[hit.key] = (
+                    Increment(hit.key, amount, hit.expires_at)
+                    if added is None
+                    else added._replace(delta=added.delta + amount)
+                )
         giveback = reservation.giveback if isinstance(reservation, Reservation) else None
-        if not deltas and giveback is None:
+        if not increments and giveback is None:
             return _EMPTY
-        if any(not -MAX_CALL_NANOS <= delta <= MAX_CALL_NANOS for delta, _ in deltas.values()):
-            logger.warning("costspan: a charge out of range was not applied to the budgets: %s", deltas)
+        if any(not -MAX_CALL_NANOS <= inc.delta <= MAX_CALL_NANOS for inc in increments.values()):
+            logger.warning("costspan: a charge out of range was not applied to the budgets: %s", increments)
             return _EMPTY
-        increments = [Increment(key, delta, expires) for key, (delta, expires) in deltas.items()]
-        applied = store.apply(increments, self._charge_op(facts), giveback)
-        if applied is None or not deltas:
+        applied = store.apply(tuple(increments.values()), self._charge_op(facts), giveback)
+        if applied is None or not increments:
             return _EMPTY
-        values = dict(zip(deltas, applied, strict=True))
+        values = dict(zip(increments, applied, strict=True))
         return ChargeResult(self._most_used(hits, values), self._crossings(hits, values))
 
     def _charge_op(self, facts: CallFacts) -> str | None:
