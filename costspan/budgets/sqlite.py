@@ -3,7 +3,10 @@
 Every write is one ``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock before reading,
 so a check-and-add cannot interleave with another process's (no lost increments, no quota
 over-admission). WAL with ``synchronous=NORMAL`` keeps a charge at a few tens of microseconds;
-a crash can lose at most the last transactions before it, never corrupt the file.
+a crash can lose at most the last transactions before it, never corrupt the file. A new file
+gets pages of :data:`PAGE_SIZE` bytes: every commit writes and checksums each page it changed
+into the log, and a charge changes a row or two: with SQLite's default of 4 KiB that copying was
+about a third of a charge's time in the store.
 
 No caller waits on the file lock for more than :data:`BUSY_TIMEOUT_S`: past it the operation
 fails, and the guard keeps the charge and applies it later, exactly as during an outage.
@@ -63,6 +66,8 @@ _RECORD_OP = "INSERT OR IGNORE INTO budget_ops (id, expires_at) VALUES (?, ?)"
 _FORGET_OP = "DELETE FROM budget_ops WHERE id = ?"
 BUSY_TIMEOUT_S = 0.1
 """The longest a caller waits for another process's write lock."""
+PAGE_SIZE = 1024
+"""Of a file created from now on (an existing file keeps its own: SQLite fixes it at creation)."""
 _PRUNE_EVERY_S = 600.0
 _CHECK_FILE_EVERY_S = 1.0
 
@@ -316,6 +321,7 @@ def _prepare(conn: sqlite3.Connection) -> None:
     deadline = time.monotonic() + BUSY_TIMEOUT_S
     while True:
         try:
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
