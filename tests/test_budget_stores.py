@@ -213,3 +213,18 @@ def test_a_refused_take_records_nothing_to_give_back(store: Store) -> None:
     assert store.take([Take("q", 1, 0, EXPIRES)], "take:refused").refused == 0
     store.apply([], "release:refused", Giveback("take:refused", (Increment("q", 1, EXPIRES),)))
     assert store.read(["q"]) == [0]
+
+
+def test_a_new_sqlite_store_file_gets_small_pages(tmp_path: Path) -> None:
+    """The page size must be set before the file's first write, or SQLite ignores it; each commit
+    copies every page it changed into the log, so small pages keep a charge cheap."""
+    import sqlite3
+
+    from costspan.budgets.sqlite import PAGE_SIZE, SqliteStore
+
+    store = SqliteStore(tmp_path / "b.db")
+    store.apply([Increment("spend", 1, EXPIRES)])
+    store.close()
+    conn = sqlite3.connect(tmp_path / "b.db")
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE < 4096
+    conn.close()
