@@ -179,6 +179,29 @@ def test_a_caller_waits_on_a_locked_sqlite_store_no_longer_than_the_bound(tmp_pa
     assert spent(engine) == 700 and spent(engine, "calls") == 1
 
 
+def test_a_charge_kept_before_a_fork_counts_once_between_parent_and_child(tmp_path: Path) -> None:
+    """A fork (a pre-fork server) copies the charges waiting for the store into the child; the parent
+    and the child both replay them, and the store must apply each once."""
+    path = tmp_path / "b.db"
+    engine = make_engine(tmp_path, BUDGET, f"sqlite:///{path}")
+    engine.status()  # creates the file
+    holder = hold_write_lock(path, 0.5)
+    engine.charge(facts(), Quote(PRICED, input_nanos=700))  # locked past the bound: kept
+    holder.join()
+    assert engine._store is not None and engine._store.pending
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if engine._store.flush() else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert engine._store.flush()
+    assert spent(engine) == 700
+    engine.close()
+
+
 def test_fail_closed_refuses_while_the_store_is_locked(tmp_path: Path) -> None:
     from costspan.errors import BudgetExceededError
 

@@ -16,9 +16,7 @@ when many threads, processes or hosts share them:
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from bisect import bisect_right
 from collections.abc import Callable
@@ -31,7 +29,7 @@ from costspan.budgets.config import BudgetsConfig, parse
 from costspan.budgets.guard import GuardedStore
 from costspan.budgets.rules import REQUESTS, TOKENS, UNIT_NAMES, USD, Rule
 from costspan.budgets.status import BudgetStatus
-from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult, open_store
+from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult, new_op, open_store
 from costspan.budgets.windows import Window
 from costspan.errors import BudgetExceededError
 from costspan.facts import CallFacts
@@ -183,7 +181,7 @@ class BudgetEngine:
     def _take(store: GuardedStore, takes: list[Take]) -> tuple[str, TakeResult | None]:
         """The take's operation id and the store's answer (None: it could not be asked)."""
         if any(take.delta for take in takes):
-            op = _new_op("take")
+            op = new_op("take")
             return op, store.take(takes, op)
         # Nothing to count or reserve (spend budgets that do not reserve): a check that adds
         # nothing needs no write lock and no operation id, only the current values.
@@ -247,7 +245,7 @@ class BudgetEngine:
     def _replay_id(self, kind: str) -> str | None:
         """A fresh id where the store needs one to recognise a replay of a write whose outcome was
         lost; None where no outcome is ever lost (the store then records nothing)."""
-        return _new_op(kind) if self._replays_need_ids else None
+        return new_op(kind) if self._replays_need_ids else None
 
     def _crossings(self, hits: list[_Hit], values: dict[str, int]) -> tuple[ThresholdCrossing, ...]:
         """Claim the thresholds the new totals reached that no one here has seen claimed yet.
@@ -332,26 +330,6 @@ class BudgetEngine:
         self._closed = True
         if self._store is not None:
             self._store.close()
-
-
-class _OpIds:
-    """Operation ids unique across processes and hosts for far longer than a store keeps them: a
-    random prefix per process (new after a fork) and a counter, a fraction of a uuid4's cost."""
-
-    def __init__(self) -> None:
-        self.renew()
-        os.register_at_fork(after_in_child=self.renew)
-
-    def renew(self) -> None:
-        self.prefix = os.urandom(12).hex()
-        self.counter = itertools.count()
-
-    def new(self, kind: str) -> str:
-        return f"{kind}:{self.prefix}:{next(self.counter)}"
-
-
-_op_ids = _OpIds()
-_new_op = _op_ids.new
 
 
 def _precheck_delta(rule: Rule, facts: CallFacts, worst_case_nanos: int | None) -> int:

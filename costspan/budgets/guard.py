@@ -5,7 +5,9 @@ go on; the charges they would have applied wait here, each with its operation id
 replayed after the next write that gets through. Only a charge whose apply raised is kept, so a
 replay counts twice only if a write that raised may still have run (a Redis script that ran while
 its caller timed out): such a store recognises an id it has applied already. A store whose failed
-writes change nothing (:attr:`~costspan.budgets.store.Store.outcome_known`) needs no id for that.
+writes change nothing (:attr:`~costspan.budgets.store.Store.outcome_known`) needs no id for that;
+a charge kept without one gets one all the same, because a fork copies the pending charges into
+the child process and each copy must not be applied again.
 After a failure the store is left alone for a moment instead of making every call wait for its
 own timeout.
 
@@ -22,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, ParamSpec, TypeVar
 
-from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult
+from costspan.budgets.store import Claim, Giveback, Increment, Store, Take, TakeResult, new_op
 from costspan.faults import is_outage
 
 logger = logging.getLogger("costspan")
@@ -155,6 +157,11 @@ class GuardedStore:
                 return
 
     def _keep(self, charge: _Charge) -> None:
+        if charge.op is None:
+            # Its replay needs no id to be told from this failed attempt, but a fork copies what is
+            # pending into the child, and the parent and each child may then replay it: the id
+            # lets the store apply it once between them.
+            charge = charge._replace(op=new_op("kept"))
         with self._lock:
             self._pending.append(charge)
             overflow = len(self._pending) > MAX_PENDING

@@ -25,11 +25,14 @@ A store whose writes are never in doubt (:attr:`Store.outcome_known`: a write th
 nothing) cannot have such a replay, so an apply there needs an id only when the id names the
 charge itself for other callers too (a span's ids: a gateway replica, or the gateway behind an
 in-process caller, may charge the same span); the engine sends none otherwise, and the store then
-records nothing. A take keeps its id either way: its giveback depends on it.
+records nothing. A take keeps its id either way: its giveback depends on it. So does a charge the
+guard keeps for later: a fork copies it into the child, and the copies must count once.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -74,6 +77,26 @@ OP_TTL_S = 86_400
 """How long a store remembers an operation id: a replay within a day is recognised. (Spend kept
 longer than that while the store is unreachable is still applied, once per replay attempt that
 reaches the store: the guard forgets a charge as soon as one apply of it succeeds.)"""
+
+
+class _OpIds:
+    """Operation ids unique across processes and hosts for far longer than a store keeps them: a
+    random prefix per process (new after a fork) and a counter, a fraction of a uuid4's cost."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(12).hex()
+        self.counter = itertools.count()
+
+    def new(self, kind: str) -> str:
+        return f"{kind}:{self.prefix}:{next(self.counter)}"
+
+
+new_op = _OpIds().new
+"""A fresh operation id, ``kind:process:counter``."""
 
 
 class Claim(NamedTuple):
