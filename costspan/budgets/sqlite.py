@@ -15,8 +15,9 @@ A write's outcome is never in doubt (:attr:`SqliteStore.outcome_known`): it is o
 transaction, and every error ends it without effect. A statement that fails inside it changes
 nothing once rolled back; a ``COMMIT`` that fails leaves the transaction either open (it is rolled
 back here) or already rolled back by SQLite, never committed. So the guard's replay of an apply
-that raised is its first application, and an apply without an operation id records none (a
-take's id is still recorded: its giveback depends on it; a span's is too: other callers share it).
+that raised is its first application, and an apply without an operation id records none. The
+ids still sent are recorded as before: a take's (its giveback depends on it), a span's (other
+callers share it) and that of a charge the guard kept (a fork may copy it into a child).
 
 A store file deleted (or replaced) under a running process would otherwise swallow every later
 charge into an unlinked inode. So the file's identity is checked at most once a second; when it
