@@ -7,12 +7,13 @@ counters and a claim check, and the check writes too. Rounds are interleaved and
 the best round in brackets (shared machines are noisy). Redis is a real ``redis-server`` started
 here on a free port, on loopback.
 
-Run: ``python tests/benchmarks/budgets.py [--calls 5000] [--rounds 5]`` (not collected by pytest).
+Run: ``python tests/benchmarks/budgets.py [--calls 5000] [--rounds 5] [--span-ids]`` (not collected by pytest).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -43,8 +44,21 @@ quotas:
      enforce: true}
 """,
 }
-FACTS = CallFacts("openai", "gpt-4o-mini", usage=Usage(1200, 300), project="research", user="u-42")
 QUOTE = Quote(PRICED, input_nanos=180_000, output_nanos=180_000)
+_spans = itertools.count(1)
+
+
+def calls_facts(calls: int, span_ids: bool) -> list[CallFacts]:
+    """One call's facts per call, made before the clock starts. With ``span_ids`` each carries its own
+    span's ids, as costspan's instrumented calls do: the charge then records its id (a gateway may
+    charge the same span), which a call without them (``track`` with no span) does not."""
+    facts = []
+    for _ in range(calls):
+        one = CallFacts("openai", "gpt-4o-mini", usage=Usage(1200, 300), project="research", user="u-42")
+        if span_ids:
+            one.trace_id, one.span_id = "ab" * 16, f"{next(_spans):016x}"
+        facts.append(one)
+    return facts
 
 
 def engine_for(url: str, directory: Path, config_text: str) -> BudgetEngine:
@@ -54,15 +68,17 @@ def engine_for(url: str, directory: Path, config_text: str) -> BudgetEngine:
     return BudgetEngine.from_settings(load_settings({"COSTSPAN_CONFIG": str(config), "COSTSPAN_STORE": url}))
 
 
-def per_call_us(engine: BudgetEngine, calls: int) -> tuple[float, float]:
+def per_call_us(engine: BudgetEngine, calls: int, span_ids: bool) -> tuple[float, float]:
     """Microseconds per call: precheck + charge, and charge alone."""
+    facts = calls_facts(calls, span_ids)
     started = time.perf_counter()
-    for _ in range(calls):
-        engine.charge(FACTS, QUOTE, engine.precheck(FACTS, worst_case_nanos=900_000))
+    for one in facts:
+        engine.charge(one, QUOTE, engine.precheck(one, worst_case_nanos=900_000))
     both = (time.perf_counter() - started) / calls * 1e6
+    facts = calls_facts(calls, span_ids)
     started = time.perf_counter()
-    for _ in range(calls):
-        engine.charge(FACTS, QUOTE)
+    for one in facts:
+        engine.charge(one, QUOTE)
     alone = (time.perf_counter() - started) / calls * 1e6
     return both, alone
 
@@ -85,6 +101,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--span-ids", action="store_true", help="each call's facts carry its span's ids")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="costspan-budget-bench-"))
     port = free_port()
@@ -101,12 +118,13 @@ def main() -> int:
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
             pings: list[float] = []
             for engine in engines.values():
-                per_call_us(engine, 200)  # warm up: connections, schema, Lua scripts
+                per_call_us(engine, 200, args.span_ids)  # warm up: connections, schema, Lua scripts
             for _ in range(args.rounds):
                 for name, engine in engines.items():
-                    results[name].append(per_call_us(engine, args.calls))
+                    results[name].append(per_call_us(engine, args.calls, args.span_ids))
                 pings.append(redis_round_trip_us(f"redis://127.0.0.1:{port}/0", args.calls))
-            print(f"config {config_name!r}: median (and best) of {args.rounds} x {args.calls} calls")
+            shown = f"{config_name!r} with span ids" if args.span_ids else repr(config_name)
+            print(f"config {shown}: median (and best) of {args.rounds} x {args.calls} calls")
             print(f"  {'store':8s} {'precheck+charge':>22s} {'charge':>18s}")
             for name, samples in results.items():
                 both, alone = [s[0] for s in samples], [s[1] for s in samples]
