@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from costspan import attribute_names as A
-from costspan.facts import Usage
+from costspan.facts import Usage, as_count
 from costspan.instrumentation._call import Request, Response
 from costspan.instrumentation._sdk_format import count, field
 from costspan.instrumentation.endpoints import endpoint_of
@@ -24,15 +24,24 @@ def usage_from(raw: Any) -> Usage | None:
     """
     if raw is None:
         return None
-    prompt = "prompt_tokens" if field(raw, "prompt_tokens") is not None else "input_tokens"
-    completion = "completion_tokens" if field(raw, "completion_tokens") is not None else "output_tokens"
-    if field(raw, prompt) is None and field(raw, completion) is None:
+    input_tokens = field(raw, "prompt_tokens")
+    chat_shape = input_tokens is not None
+    if not chat_shape:
+        input_tokens = field(raw, "input_tokens")
+    output_tokens = field(raw, "completion_tokens")
+    if output_tokens is None:
+        output_tokens = field(raw, "output_tokens")
+    if input_tokens is None and output_tokens is None:
         return None
-    input_details = field(raw, "prompt_tokens_details") or field(raw, "input_tokens_details")
-    output_details = field(raw, "completion_tokens_details") or field(raw, "output_tokens_details")
+    # The details of the shape the counts came in, asked for alone: asking an SDK's pydantic model
+    # for a name it lacks raises and catches an AttributeError inside pydantic, several microseconds.
+    if chat_shape:
+        input_details, output_details = field(raw, "prompt_tokens_details"), field(raw, "completion_tokens_details")
+    else:
+        input_details, output_details = field(raw, "input_tokens_details"), field(raw, "output_tokens_details")
     return Usage(
-        input_tokens=count(raw, prompt),
-        output_tokens=count(raw, completion),
+        input_tokens=as_count(input_tokens),
+        output_tokens=as_count(output_tokens),
         cache_read_tokens=count(input_details, "cached_tokens"),
         reasoning_tokens=count(output_details, "reasoning_tokens"),
     )
