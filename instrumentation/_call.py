@@ -30,7 +30,7 @@ from costspan.estimation import PER_TOOL_CALL, Sample, message_text
 from costspan.facts import USAGE_INVALID, CallFacts, Usage, checked
 from costspan.instrumentation.prompt_hash import hash_messages
 from costspan.logs import log_once
-from costspan.processors.codec import encode
+from costspan.processors.codec import encode_outcome, encode_request
 from costspan.processors.cost_attributes import cost_attributes, threshold_events
 from costspan.providers import Endpoint
 from costspan.runtime import Runtime
@@ -129,7 +129,7 @@ class LLMCall:
         self.request = request
         self.facts = facts
         self._opened = _opening_attributes(runtime, request, facts)
-        """What the span started with: at its end only what is new or changed is set again."""
+        """What the span started with: its end sets the outcome, and the service tier only if the answer changed it."""
         self._extra: dict[str, Any] = {}
         """Attributes of the response that are not facts (its id, finish reasons, output content)."""
         self.span = _tracer(runtime.tracer_provider()).start_span(
@@ -207,7 +207,11 @@ class LLMCall:
             facts.duration_s = (time.monotonic_ns() - self._start_ns) / 1e9
             if self._first_chunk_ns is not None:
                 facts.time_to_first_chunk_s = (self._first_chunk_ns - self._start_ns) / 1e9
-            values = encode(facts)
+            opened = self._opened
+            values = encode_outcome(facts)
+            tier = values.get(A.OPENAI_SERVICE_TIER)
+            if tier is not None and tier == opened.get(A.OPENAI_SERVICE_TIER):
+                del values[A.OPENAI_SERVICE_TIER]  # the tier asked for, confirmed by the answer
             values.update(self._extra)
             processor = wiring.processor()
             covered_by = processor.covering(ids.span_id)
@@ -218,11 +222,10 @@ class LLMCall:
                 self.runtime.accounting.release(self._reservation)
             else:
                 accounted = self.runtime.accounting.account(facts, self._reservation)
-                values.update(cost_attributes(accounted, values))
+                values.update(cost_attributes(accounted, opened))
                 events = threshold_events(accounted)
                 processor.cover_ancestors(ids.span_id, facts.span_id)
-            opened = self._opened
-            span.set_attributes({k: v for k, v in values.items() if k not in opened or opened[k] != v})
+            span.set_attributes(values)
             for name, attributes in events:
                 span.add_event(name, attributes)
         except Exception:
@@ -311,8 +314,7 @@ class LLMCall:
 
 def _opening_attributes(runtime: Runtime, request: Request, facts: CallFacts) -> dict[str, Any]:
     """What the span starts with: what sampling may look at (semconv: set at start) and who it is for."""
-    attrs = encode(facts)
-    del attrs[A.USAGE_SOURCE]  # known at the end
+    attrs = encode_request(facts)
     if request.max_tokens is not None:
         attrs[A.REQUEST_MAX_TOKENS] = request.max_tokens
     attrs.update(request.attributes)

@@ -154,26 +154,44 @@ def encode(facts: CallFacts) -> dict[str, Any]:
     The facts a span holds in other ways (start and end time, trace and span ids) and what is never
     on a span (a cost the application declared) are not attributes. Zero subset counts are left
     out, as the instrumentors always did."""
-    usage = facts.usage
+    values = encode_request(facts)
+    values.update(encode_outcome(facts))
+    return values
+
+
+def encode_request(facts: CallFacts) -> dict[str, Any]:
+    """The attributes of what is known before the request leaves: what a span starts with (semconv
+    wants them at start, where samplers can see them)."""
     values: dict[str, Any] = {
         A.OPERATION: facts.operation,
         A.PROVIDER: facts.provider,
         A.REQUEST_MODEL: facts.request_model,
-        A.USAGE_SOURCE: facts.usage_source,
     }
     optional: tuple[tuple[str, object], ...] = (
-        (A.RESPONSE_MODEL, facts.response_model),
         (A.REQUEST_STREAM, facts.stream or None),
         (A.OPENAI_SERVICE_TIER, facts.service_tier),
         (A.SERVER_ADDRESS, facts.server_address),
         (A.SERVER_PORT, facts.server_port),
         (A.ENDPOINT_LOCAL, facts.local),
-        (A.RESPONSE_TTFC, facts.time_to_first_chunk_s),
-        (A.ERROR_TYPE, facts.error_type),
         (A.PROJECT, facts.project),
         (A.FEATURE, facts.feature),
         (A.USER_ID, facts.user),
         (A.PROMPT_HASH, facts.prompt_hash),
+    )
+    values.update((name, value) for name, value in optional if value is not None)
+    return values
+
+
+def encode_outcome(facts: CallFacts) -> dict[str, Any]:
+    """The attributes of what the answer (or the failure) brought: what a span gets at its end. The
+    service tier is the response's when it names one, so it is here too."""
+    usage = facts.usage
+    values: dict[str, Any] = {A.USAGE_SOURCE: facts.usage_source}
+    optional: tuple[tuple[str, object], ...] = (
+        (A.RESPONSE_MODEL, facts.response_model),
+        (A.OPENAI_SERVICE_TIER, facts.service_tier),
+        (A.RESPONSE_TTFC, facts.time_to_first_chunk_s),
+        (A.ERROR_TYPE, facts.error_type),
     )
     values.update((name, value) for name, value in optional if value is not None)
     if facts.has_usage:
