@@ -14,13 +14,13 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
 from costspan import attribute_names as A
@@ -157,11 +157,9 @@ class LLMCall:
         """Record a call the budgets refused on a span of its own (its client never ran, so made none)."""
         cls(runtime, request, request.facts(runtime)).fail(exc)
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """Make the span current while the request is sent, so HTTP client spans nest under it."""
-        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            yield
+    def context(self, parent: Context) -> Context:
+        """``parent`` with the span current, for while the request is sent, so HTTP client spans nest under it."""
+        return trace.set_span_in_context(self.span, parent)
 
     def first_chunk(self) -> None:
         if self._first_chunk_ns is None:
@@ -368,9 +366,8 @@ class ReservationHold:
         self._reservation: Reservation | None = reservation
         self._lock = threading.Lock()
 
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        yield
+    def context(self, parent: Context) -> Context:
+        return parent
 
     def first_chunk(self) -> None:
         pass

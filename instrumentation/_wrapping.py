@@ -145,10 +145,11 @@ async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any
     if call is None:
         return await wrapped(*args, **kwargs)
     off_loop = ends_off_loop(runtime)  # ending the call charges it: the same holds for the charge
-    token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
+    # One context for the call: our span current (HTTP client spans nest under it) and the mark
+    # that a call is being instrumented.
+    token = otel_context.attach(call.context(otel_context.set_value(_ACTIVE, True)))
     try:
-        with call.active():
-            result = await wrapped(*args, **kwargs)
+        result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         if off_loop:
             await asyncio.to_thread(call.fail, exc)  # the thread completes even if this await is cancelled
@@ -186,10 +187,11 @@ def run_sync(operation: Operation, wrapped: Any, instance: Any, args: Any, kwarg
     call = _begin(operation, instance, args, kwargs)
     if call is None:
         return wrapped(*args, **kwargs)
-    token = otel_context.attach(otel_context.set_value(_ACTIVE, True))
+    # One context for the call: our span current (HTTP client spans nest under it) and the mark
+    # that a call is being instrumented.
+    token = otel_context.attach(call.context(otel_context.set_value(_ACTIVE, True)))
     try:
-        with call.active():
-            result = wrapped(*args, **kwargs)
+        result = wrapped(*args, **kwargs)
     except BaseException as exc:
         call.fail(exc)
         raise
