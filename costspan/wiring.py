@@ -31,6 +31,8 @@ _lock = threading.Lock()
 _processor: CostSpanProcessor | None = None
 _private_provider: TracerProvider | None = None
 _attached: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+_last_provider: TracerProvider | None = None
+"""The global provider last found attached (the SDK offers no way to take a processor off again)."""
 """Providers the processor is on; weak, so a collected provider's id reused by a new one is not mistaken."""
 
 
@@ -105,11 +107,14 @@ def tracer_provider(service_name: str) -> TracerProvider:
     The private provider has no exporter: it exists so calls are still priced, charged and
     counted when the application set up no tracing at all.
     """
-    global _private_provider
+    global _private_provider, _last_provider
     provider = trace.get_tracer_provider()
+    if provider is _last_provider:  # every call asks: one identity test instead of a weak-set lookup
+        return provider
     if isinstance(provider, TracerProvider):
         if provider not in _attached:
             attach(provider)
+        _last_provider = provider
         return provider
     if _private_provider is None:
         private = TracerProvider(resource=Resource.create({"service.name": service_name}))

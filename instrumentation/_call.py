@@ -385,15 +385,22 @@ class ReservationHold:
 
 
 _tracers: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
+_last_tracer: tuple[trace.TracerProvider, trace.Tracer] | None = None
+"""The last provider asked and its tracer: a process has one, and the weak lookup costs a reference per call."""
 
 
 def _tracer(provider: trace.TracerProvider) -> trace.Tracer:
     """One tracer per provider: the SDK builds a new Tracer object on every ``get_tracer`` call."""
+    global _last_tracer
+    last = _last_tracer
+    if last is not None and last[0] is provider:
+        return last[1]
     tracer = _tracers.get(provider)
     if tracer is None:
         from costspan import __version__
 
         tracer = _tracers[provider] = provider.get_tracer(TRACER_NAME, __version__)
+    _last_tracer = (provider, tracer)
     return tracer
 
 
