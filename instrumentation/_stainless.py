@@ -26,7 +26,10 @@ def unwrap_raw(read: ResponseReader) -> ResponseReader:
     """``read`` for the parsed object, also accepting the raw-response wrapper around it."""
 
     def reader(result: Any, request: Request) -> Response:
-        http = getattr(result, "http_response", None)
+        # The wrappers keep ``http_response`` in their instance dict. Not ``getattr``: a parsed answer
+        # is a pydantic model, which raises and catches an AttributeError inside pydantic for the
+        # missing name, microseconds on every call.
+        http = getattr(result, "__dict__", {}).get("http_response")
         if http is None:
             return read(result, request)
         if not http.is_closed:
