@@ -15,11 +15,13 @@ are never attributes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from opentelemetry import metrics
 from opentelemetry.util.types import Attributes
 
 from costspan import attribute_names as A
-from costspan.accounted import Accounted
+from costspan.accounted import Accounted, CallLabels
 from costspan.exporters.labels import LabelLimiter
 from costspan.exporters.metric_constants import (
     DURATION_BUCKETS,
@@ -76,6 +78,7 @@ class OtlpMetrics:
             description="Label values folded into 'other' because a label reached its cap of distinct values.",
         )
         self._limit.add_fold_listener(self._count_fold)
+        self._attributes: dict[tuple[int, str], _Attributes] = {}
 
     def _count_fold(self, label: str) -> None:
         self._folded.add(1, {"label": label})
@@ -83,27 +86,22 @@ class OtlpMetrics:
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
         labels = accounted.labels or self._limit.call_labels(facts)
-        provider, model, operation = labels.provider, labels.model, labels.operation
-        base: dict[str, str] = {"provider": provider, "model": model, "operation": operation}
-        self._requests.add(1, {**base, "outcome": facts.outcome, "error_type": labels.error_type})
-        if facts.outcome == "blocked":
+        outcome = facts.outcome
+        attrs = self._attributes.get((id(labels), outcome))
+        if attrs is None or attrs.labels is not labels:
+            attrs = self._remember(labels, outcome)
+        self._requests.add(1, attrs.requests)
+        if outcome == "blocked":
             return
-        semconv: dict[str, str] = {A.OPERATION: operation, A.PROVIDER: provider, A.REQUEST_MODEL: labels.request_model}
-        if labels.response_model:
-            semconv[A.RESPONSE_MODEL] = labels.response_model
-        if labels.error_type:
-            semconv[A.ERROR_TYPE] = labels.error_type
         if facts.duration_s is not None:
-            self._duration.record(facts.duration_s, semconv)
+            self._duration.record(facts.duration_s, attrs.semconv)
         if facts.time_to_first_chunk_s is not None:
-            self._ttfc.record(facts.time_to_first_chunk_s, semconv)
+            self._ttfc.record(facts.time_to_first_chunk_s, attrs.semconv)
         usage = facts.usage
         if facts.usage_source == "reported" and facts.has_usage:
-            for token_type, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
-                attrs: Attributes = {**semconv, "gen_ai.token.type": token_type}
-                self._token_usage.record(count, attrs)
-        cost_attrs = {**base, "project": labels.project, "feature": labels.feature}
-        self._cost.add(nanos_to_float(quote.total_nanos), cost_attrs)
+            self._token_usage.record(usage.input_tokens, attrs.token_usage[0])
+            self._token_usage.record(usage.output_tokens, attrs.token_usage[1])
+        self._cost.add(nanos_to_float(quote.total_nanos), attrs.cost)
         counts = (
             usage.input_tokens,
             usage.output_tokens,
@@ -111,10 +109,57 @@ class OtlpMetrics:
             usage.cache_write_tokens,
             usage.reasoning_tokens,
         )
-        for token_type, count in zip(TOKEN_TYPES, counts, strict=True):
+        for by_type, count in zip(attrs.tokens, counts, strict=True):
             if count:
-                self._tokens.add(count, {"provider": provider, "model": model, "type": token_type})
+                self._tokens.add(count, by_type)
         if quote.status == UNPRICED:
-            self._unpriced.add(1, {"provider": provider, "model": model})
+            self._unpriced.add(1, attrs.provider_model)
         if facts.usage_source == USAGE_INVALID:
-            self._invalid_usage.add(1, {"provider": provider, "model": model})
+            self._invalid_usage.add(1, attrs.provider_model)
+
+    def _remember(self, labels: CallLabels, outcome: str) -> _Attributes:
+        """Built once per label set and outcome: a call's labels are one shared object for the same names."""
+        if len(self._attributes) >= _ATTRIBUTES_KEPT:
+            self._attributes.clear()
+        attrs = self._attributes[(id(labels), outcome)] = _Attributes.of(labels, outcome)
+        return attrs
+
+
+_ATTRIBUTES_KEPT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Attributes:
+    """The attribute sets of one call's labels, per instrument. Holds ``labels``, so the id it is
+    found by cannot be another object's while it is kept."""
+
+    labels: CallLabels
+    requests: Attributes
+    semconv: Attributes
+    token_usage: tuple[Attributes, Attributes]
+    cost: Attributes
+    tokens: tuple[Attributes, ...]
+    provider_model: Attributes
+
+    @classmethod
+    def of(cls, labels: CallLabels, outcome: str) -> _Attributes:
+        provider, model = labels.provider, labels.model
+        base = {"provider": provider, "model": model, "operation": labels.operation}
+        semconv: dict[str, str] = {
+            A.OPERATION: labels.operation,
+            A.PROVIDER: provider,
+            A.REQUEST_MODEL: labels.request_model,
+        }
+        if labels.response_model:
+            semconv[A.RESPONSE_MODEL] = labels.response_model
+        if labels.error_type:
+            semconv[A.ERROR_TYPE] = labels.error_type
+        return cls(
+            labels=labels,
+            requests={**base, "outcome": outcome, "error_type": labels.error_type},
+            semconv=semconv,
+            token_usage=({**semconv, "gen_ai.token.type": "input"}, {**semconv, "gen_ai.token.type": "output"}),
+            cost={**base, "project": labels.project, "feature": labels.feature},
+            tokens=tuple({"provider": provider, "model": model, "type": token_type} for token_type in TOKEN_TYPES),
+            provider_model={"provider": provider, "model": model},
+        )

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from costspan.accounted import Accounted
+from costspan.accounted import Accounted, CallLabels
 from costspan.exporters.labels import LabelLimiter
 from costspan.exporters.metric_constants import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TOKEN_TYPES, TTFC_BUCKETS
 from costspan.facts import USAGE_INVALID
@@ -34,6 +34,7 @@ class PrometheusMetrics:
             registry=registry,
         )
         self._children: dict[tuple[object, ...], Any] = {}
+        self._series: dict[int, _Series] = {}
         self.limit = limiter or LabelLimiter()
         self.limit.add_fold_listener(self._count_fold)
         self.cost = Counter(
@@ -98,35 +99,38 @@ class PrometheusMetrics:
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
         labels = accounted.labels or self.limit.call_labels(facts)
-        provider, model, operation = labels.provider, labels.model, labels.operation
+        series = self._series.get(id(labels))
+        if series is None or series.labels is not labels:
+            series = self._remember(labels)
         if facts.outcome != "blocked":
-            child = self._child
-            child(self.cost, provider, model, operation, labels.project, labels.feature).inc(
-                nanos_to_float(quote.total_nanos)
-            )
+            series.one(self.cost).inc(nanos_to_float(quote.total_nanos))
             usage = facts.usage
-            for token_type, count in zip(
-                TOKEN_TYPES,
-                (
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cache_read_tokens,
-                    usage.cache_write_tokens,
-                    usage.reasoning_tokens,
-                ),
-                strict=True,
-            ):
+            counts = (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+            for at, count in enumerate(counts):
                 if count:
-                    child(self.tokens, provider, model, token_type).inc(count)
+                    series.tokens(at).inc(count)
             if facts.duration_s is not None:
-                child(self.duration, provider, model, operation).observe(facts.duration_s)
+                series.one(self.duration).observe(facts.duration_s)
             if facts.time_to_first_chunk_s is not None:
-                child(self.ttfc, provider, model, operation).observe(facts.time_to_first_chunk_s)
+                series.one(self.ttfc).observe(facts.time_to_first_chunk_s)
             if quote.status == UNPRICED:
-                child(self.unpriced, provider, model).inc()
+                series.one(self.unpriced).inc()
             if facts.usage_source == USAGE_INVALID:
-                child(self.invalid_usage, provider, model).inc()
-        self._child(self.requests, provider, model, operation, facts.outcome, labels.error_type).inc()
+                series.one(self.invalid_usage).inc()
+        series.requests(facts.outcome).inc()
+
+    def _remember(self, labels: CallLabels) -> _Series:
+        """A call's labels are one shared object for the same names: their children are found by its id."""
+        if len(self._series) >= _SERIES_KEPT:
+            self._series.clear()
+        series = self._series[id(labels)] = _Series(self, labels)
+        return series
 
     def use_limiter(self, limiter: LabelLimiter) -> None:
         """Fold through ``limiter`` from now on (the runtime's, shared with the OTLP sink) and count
@@ -151,3 +155,51 @@ class PrometheusMetrics:
         """A sample re-measures a call already recorded, whose folds were counted then: not again."""
         fold = self.limit.fold
         self.estimation_error.labels(fold("provider", provider)[0], fold("model", model)[0]).observe(ratio)
+
+
+_SERIES_KEPT = 4096
+
+
+class _Series:
+    """The labelled children one call's labels record into. A child is made when first used, since
+    making one exports its series (at zero); holding ``labels`` keeps the id it is found by its own."""
+
+    __slots__ = ("_by_outcome", "_metrics", "_one", "_tokens", "labels")
+
+    def __init__(self, metrics: PrometheusMetrics, labels: CallLabels) -> None:
+        self.labels = labels
+        self._metrics = metrics
+        self._tokens: list[Any] = [None] * len(TOKEN_TYPES)
+        self._by_outcome: dict[str, Any] = {}
+        self._one: dict[int, Any] = {}
+
+    def tokens(self, at: int) -> Any:
+        found = self._tokens[at]
+        if found is None:
+            labels = self.labels
+            found = self._tokens[at] = self._metrics._child(
+                self._metrics.tokens, labels.provider, labels.model, TOKEN_TYPES[at]
+            )
+        return found
+
+    def requests(self, outcome: str) -> Any:
+        found = self._by_outcome.get(outcome)
+        if found is None:
+            labels, metrics = self.labels, self._metrics
+            found = self._by_outcome[outcome] = metrics._child(
+                metrics.requests, labels.provider, labels.model, labels.operation, outcome, labels.error_type
+            )
+        return found
+
+    def one(self, metric: MetricWrapperBase) -> Any:
+        """The child of a series with no label of its own beyond the call's."""
+        found = self._one.get(id(metric))
+        if found is None:
+            labels, metrics = self.labels, self._metrics
+            values: tuple[str, ...] = (labels.provider, labels.model)
+            if metric is metrics.cost:
+                values += (labels.operation, labels.project, labels.feature)
+            elif metric is metrics.duration or metric is metrics.ttfc:
+                values += (labels.operation,)
+            found = self._one[id(metric)] = metrics._child(metric, *values)
+        return found
