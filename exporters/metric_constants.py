@@ -8,8 +8,21 @@ histogram keeps costspan's own, which the shipped dashboards and alert rules wer
 
 from __future__ import annotations
 
+from costspan.facts import Usage
+
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 """The ``type`` label of the token counters; cache and reasoning are subsets of input and output."""
+
+
+def token_counts(usage: Usage) -> tuple[int, int, int, int, int]:
+    """The counts of ``usage`` in the order of :data:`TOKEN_TYPES`."""
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )
 
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 """Seconds; semconv's ``gen_ai.client.operation.duration`` boundaries, also Prometheus's duration histogram."""

@@ -28,6 +28,7 @@ from costspan.exporters.metric_constants import (
     SEMCONV_TOKEN_BUCKETS,
     SEMCONV_TTFC_BUCKETS,
     TOKEN_TYPES,
+    token_counts,
 )
 from costspan.facts import USAGE_INVALID
 from costspan.money import nanos_to_float
@@ -102,13 +103,7 @@ class OtlpMetrics:
             self._token_usage.record(usage.input_tokens, attrs.token_usage[0])
             self._token_usage.record(usage.output_tokens, attrs.token_usage[1])
         self._cost.add(nanos_to_float(quote.total_nanos), attrs.cost)
-        counts = (
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_tokens,
-            usage.cache_write_tokens,
-            usage.reasoning_tokens,
-        )
+        counts = token_counts(usage)
         for by_type, count in zip(attrs.tokens, counts, strict=True):
             if count:
                 self._tokens.add(count, by_type)

@@ -14,7 +14,13 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from costspan.accounted import Accounted, CallLabels
 from costspan.exporters.labels import LabelLimiter
-from costspan.exporters.metric_constants import DURATION_BUCKETS, ERROR_RATIO_BUCKETS, TOKEN_TYPES, TTFC_BUCKETS
+from costspan.exporters.metric_constants import (
+    DURATION_BUCKETS,
+    ERROR_RATIO_BUCKETS,
+    TOKEN_TYPES,
+    TTFC_BUCKETS,
+    token_counts,
+)
 from costspan.facts import USAGE_INVALID
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
@@ -105,13 +111,7 @@ class PrometheusMetrics:
         if facts.outcome != "blocked":
             series.one(self.cost).inc(nanos_to_float(quote.total_nanos))
             usage = facts.usage
-            counts = (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.reasoning_tokens,
-            )
+            counts = token_counts(usage)
             for at, count in enumerate(counts):
                 if count:
                     series.tokens(at).inc(count)
