@@ -31,9 +31,9 @@ _lock = threading.Lock()
 _processor: CostSpanProcessor | None = None
 _private_provider: TracerProvider | None = None
 _attached: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+"""Providers the processor is on; weak, so a collected provider's id reused by a new one is not mistaken."""
 _last_provider: TracerProvider | None = None
 """The global provider last found attached (the SDK offers no way to take a processor off again)."""
-"""Providers the processor is on; weak, so a collected provider's id reused by a new one is not mistaken."""
 
 
 def pre_instrument() -> None:
