@@ -334,3 +334,24 @@ def test_content_is_captured_only_when_turned_on(
     captured = only_llm_span(spans).attributes or {}
     assert json.loads(str(captured[A.INPUT_MESSAGES])) == MESSAGES
     assert json.loads(str(captured[A.OUTPUT_MESSAGES]))[0]["parts"][0]["content"] == "Olá, Lisboa!"
+
+
+@pytest.mark.parametrize(("asked", "answered"), [("auto", "default"), ("flex", "flex"), (None, "default")])
+def test_span_carries_the_tier_the_answer_names(
+    harness: Harness,
+    openai_client: openai.OpenAI,
+    provider_server: ProviderServer,
+    spans: InMemorySpanExporter,
+    asked: str | None,
+    answered: str,
+) -> None:
+    """The span starts with the tier asked for and ends with the one that served the call, whether the
+    answer changes it (``auto``), confirms it, or names one the request did not."""
+    provider_server.enqueue(Scenario(usage=Usage(input_tokens=100, output_tokens=10)))
+    extra: dict[str, Any] = {} if asked is None else {"service_tier": asked}
+
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, **extra)
+
+    attrs = dict(only_llm_span(spans).attributes or {})
+    assert attrs[A.OPENAI_SERVICE_TIER] == answered
+    assert attrs.get(A.OPENAI_REQUEST_SERVICE_TIER) == asked
