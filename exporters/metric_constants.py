@@ -24,6 +24,7 @@ def token_counts(usage: Usage) -> tuple[int, int, int, int, int]:
         usage.reasoning_tokens,
     )
 
+
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 """Seconds; semconv's ``gen_ai.client.operation.duration`` boundaries, also Prometheus's duration histogram."""
 

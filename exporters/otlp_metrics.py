@@ -31,6 +31,7 @@ from costspan.exporters.metric_constants import (
     token_counts,
 )
 from costspan.facts import USAGE_INVALID
+from costspan.identity_memo import IdentityMemo
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
 
@@ -79,7 +80,8 @@ class OtlpMetrics:
             description="Label values folded into 'other' because a label reached its cap of distinct values.",
         )
         self._limit.add_fold_listener(self._count_fold)
-        self._attributes: dict[tuple[int, str], _Attributes] = {}
+        self._attributes: IdentityMemo[CallLabels, _Attributes] = IdentityMemo(limit=4096)
+        """By a call's labels (one memoized object for the same names) and its outcome."""
 
     def _count_fold(self, label: str) -> None:
         self._folded.add(1, {"label": label})
@@ -88,9 +90,9 @@ class OtlpMetrics:
         facts, quote = accounted.facts, accounted.quote
         labels = accounted.labels or self._limit.call_labels(facts)
         outcome = facts.outcome
-        attrs = self._attributes.get((id(labels), outcome))
-        if attrs is None or attrs.labels is not labels:
-            attrs = self._remember(labels, outcome)
+        attrs = self._attributes.get(labels, outcome)
+        if attrs is None:
+            attrs = self._attributes.put(labels, _Attributes.of(labels, outcome), outcome)
         self._requests.add(1, attrs.requests)
         if outcome == "blocked":
             return
@@ -112,23 +114,10 @@ class OtlpMetrics:
         if facts.usage_source == USAGE_INVALID:
             self._invalid_usage.add(1, attrs.provider_model)
 
-    def _remember(self, labels: CallLabels, outcome: str) -> _Attributes:
-        """Built once per label set and outcome: a call's labels are one shared object for the same names."""
-        if len(self._attributes) >= _ATTRIBUTES_KEPT:
-            self._attributes.clear()
-        attrs = self._attributes[(id(labels), outcome)] = _Attributes.of(labels, outcome)
-        return attrs
-
-
-_ATTRIBUTES_KEPT = 4096
-
-
 @dataclass(frozen=True, slots=True)
 class _Attributes:
-    """The attribute sets of one call's labels, per instrument. Holds ``labels``, so the id it is
-    found by cannot be another object's while it is kept."""
+    """The attribute sets of one call's labels and outcome, per instrument."""
 
-    labels: CallLabels
     requests: Attributes
     semconv: Attributes
     token_usage: tuple[Attributes, Attributes]
@@ -150,7 +139,6 @@ class _Attributes:
         if labels.error_type:
             semconv[A.ERROR_TYPE] = labels.error_type
         return cls(
-            labels=labels,
             requests={**base, "outcome": outcome, "error_type": labels.error_type},
             semconv=semconv,
             token_usage=({**semconv, "gen_ai.token.type": "input"}, {**semconv, "gen_ai.token.type": "output"}),

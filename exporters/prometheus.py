@@ -22,6 +22,7 @@ from costspan.exporters.metric_constants import (
     token_counts,
 )
 from costspan.facts import USAGE_INVALID
+from costspan.identity_memo import IdentityMemo
 from costspan.money import nanos_to_float
 from costspan.pricing import UNPRICED
 
@@ -40,7 +41,8 @@ class PrometheusMetrics:
             registry=registry,
         )
         self._children: dict[tuple[object, ...], Any] = {}
-        self._series: dict[int, _Series] = {}
+        self._series: IdentityMemo[CallLabels, _Series] = IdentityMemo(limit=4096)
+        """By a call's labels (one memoized object for the same names) and its outcome."""
         self.limit = limiter or LabelLimiter()
         self.limit.add_fold_listener(self._count_fold)
         self.cost = Counter(
@@ -105,10 +107,11 @@ class PrometheusMetrics:
     def record(self, accounted: Accounted) -> None:
         facts, quote = accounted.facts, accounted.quote
         labels = accounted.labels or self.limit.call_labels(facts)
-        series = self._series.get(id(labels))
-        if series is None or series.labels is not labels:
-            series = self._remember(labels)
-        if facts.outcome != "blocked":
+        outcome = facts.outcome
+        series = self._series.get(labels, outcome)
+        if series is None:
+            series = self._series.put(labels, _Series(self, labels, outcome), outcome)
+        if outcome != "blocked":
             series.one(self.cost).inc(nanos_to_float(quote.total_nanos))
             usage = facts.usage
             counts = token_counts(usage)
@@ -123,14 +126,7 @@ class PrometheusMetrics:
                 series.one(self.unpriced).inc()
             if facts.usage_source == USAGE_INVALID:
                 series.one(self.invalid_usage).inc()
-        series.requests(facts.outcome).inc()
-
-    def _remember(self, labels: CallLabels) -> _Series:
-        """A call's labels are one shared object for the same names: their children are found by its id."""
-        if len(self._series) >= _SERIES_KEPT:
-            self._series.clear()
-        series = self._series[id(labels)] = _Series(self, labels)
-        return series
+        series.requests.inc()
 
     def use_limiter(self, limiter: LabelLimiter) -> None:
         """Fold through ``limiter`` from now on (the runtime's, shared with the OTLP sink) and count
@@ -157,20 +153,19 @@ class PrometheusMetrics:
         self.estimation_error.labels(fold("provider", provider)[0], fold("model", model)[0]).observe(ratio)
 
 
-_SERIES_KEPT = 4096
-
-
 class _Series:
-    """The labelled children one call's labels record into. A child is made when first used, since
-    making one exports its series (at zero); holding ``labels`` keeps the id it is found by its own."""
+    """The labelled children one call's labels and outcome record into. Apart from the request count,
+    which every call adds to, a child is made when first used, since making one exports its series."""
 
-    __slots__ = ("_by_outcome", "_metrics", "_one", "_tokens", "labels")
+    __slots__ = ("_metrics", "_one", "_tokens", "labels", "requests")
 
-    def __init__(self, metrics: PrometheusMetrics, labels: CallLabels) -> None:
+    def __init__(self, metrics: PrometheusMetrics, labels: CallLabels, outcome: str) -> None:
         self.labels = labels
         self._metrics = metrics
+        self.requests = metrics._child(
+            metrics.requests, labels.provider, labels.model, labels.operation, outcome, labels.error_type
+        )
         self._tokens: list[Any] = [None] * len(TOKEN_TYPES)
-        self._by_outcome: dict[str, Any] = {}
         self._one: dict[int, Any] = {}
 
     def tokens(self, at: int) -> Any:
@@ -179,15 +174,6 @@ class _Series:
             labels = self.labels
             found = self._tokens[at] = self._metrics._child(
                 self._metrics.tokens, labels.provider, labels.model, TOKEN_TYPES[at]
-            )
-        return found
-
-    def requests(self, outcome: str) -> Any:
-        found = self._by_outcome.get(outcome)
-        if found is None:
-            labels, metrics = self.labels, self._metrics
-            found = self._by_outcome[outcome] = metrics._child(
-                metrics.requests, labels.provider, labels.model, labels.operation, outcome, labels.error_type
             )
         return found
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from costspan import runtime as runtime_module
+from costspan.identity_memo import IdentityMemo
 from costspan.providers import Endpoint, detect
 
-_URLS_KEPT = 64
-_url_texts: dict[int, tuple[object, str]] = {}
-"""id of a client's URL object -> (that object, its text). A client keeps one URL object for its life,
-and turning it into text re-assembles it from its parts (several microseconds on every call); the
-object is held so its id cannot be reused by another."""
+_url_texts: IdentityMemo[object, str] = IdentityMemo(limit=64)
+"""A client keeps one URL object for its life, and turning it into text re-assembles it from its
+parts: several microseconds on every call."""
 
 
 def base_url_of(instance: Any) -> str | None:
@@ -25,14 +24,8 @@ def base_url_of(instance: Any) -> str | None:
         return None
     if isinstance(url, str):
         return url
-    known = _url_texts.get(id(url))
-    if known is not None and known[0] is url:
-        return known[1]
-    text = str(url)
-    if len(_url_texts) >= _URLS_KEPT:
-        _url_texts.clear()
-    _url_texts[id(url)] = (url, text)
-    return text
+    text = _url_texts.get(url)
+    return text if text is not None else _url_texts.put(url, str(url))
 
 
 def endpoint_of(instance: Any, default: str) -> Endpoint:
