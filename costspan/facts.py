@@ -64,6 +64,9 @@ _SOUND: frozenset[str] = frozenset()
 _read_counts = attrgetter(*_COUNTS)
 _INT_ONLY = {int}
 _PART_INDEXES = tuple((tuple(map(_COUNTS.index, parts)), _COUNTS.index(whole)) for parts, whole in _PARTS)
+_last_sound: Usage | None = None
+"""The last usage found sound: a call's usage is checked where it is read and again where it is
+priced, and a frozen usage stays sound (held here, so its identity cannot pass to another)."""
 
 
 def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
@@ -72,6 +75,9 @@ def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
     Out of range (negative, above :data:`MAX_TOKENS`, not an integer) is invalid; so are parts that
     exceed their whole (cached input above the input), which would price the rest below zero.
     """
+    global _last_sound
+    if usage is _last_sound:
+        return usage, _SOUND
     counts = _read_counts(usage)
     if set(map(type, counts)) == _INT_ONLY and min(counts) >= 0 and max(counts) <= MAX_TOKENS:
         # Every call passes here: the counts are judged at once, and the parts against their wholes.
@@ -79,6 +85,7 @@ def checked(usage: Usage) -> tuple[Usage, frozenset[str]]:
             if sum(map(counts.__getitem__, part_at)) > counts[whole_at]:
                 break
         else:
+            _last_sound = usage
             return usage, _SOUND
     bad = {name for name in _COUNTS if not _valid(getattr(usage, name))}
     for parts, whole in _PARTS:
