@@ -26,7 +26,6 @@ from costspan.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
     from costspan.budgets.engine import BudgetEngine
@@ -66,11 +65,6 @@ class Runtime:
     @property
     def sinks(self) -> list[Sink]:
         return list(self.accounting.sinks)
-
-    def tracer_provider(self) -> TracerProvider:
-        from costspan import wiring
-
-        return wiring.tracer_provider(self.service_name)
 
     def attach(self, provider: object) -> bool:
         from costspan import wiring

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
-from costspan import attribution
+from costspan import attribution, wiring
 from costspan import runtime as runtime_module
 from costspan.facts import MAX_TOKENS, CallFacts, Usage
 from costspan.money import MAX_CALL_NANOS, nanos_to_usd, usd_to_nanos
@@ -112,7 +112,7 @@ def track(
         user=user or who.user,
         declared_cost_nanos=declared,
     )
-    tracer = runtime.tracer_provider().get_tracer(TRACER_NAME)
+    tracer = wiring.tracer_provider(runtime.service_name).get_tracer(TRACER_NAME)
     values = encode(facts)
     span = tracer.start_span(f"{operation} {model}", kind=SpanKind.INTERNAL, attributes=values)
     try:

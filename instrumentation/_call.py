@@ -132,7 +132,7 @@ class LLMCall:
         """What the span started with: its end sets the outcome, and the service tier only if the answer changed it."""
         self._extra: dict[str, Any] = {}
         """Attributes of the response that are not facts (its id, finish reasons, output content)."""
-        self.span = _tracer(runtime.tracer_provider()).start_span(
+        self.span = _tracer(wiring.tracer_provider(runtime.service_name)).start_span(
             f"{request.operation} {request.model}", kind=SpanKind.CLIENT, attributes=self._opened
         )
         self._start_ns = time.monotonic_ns()
@@ -238,7 +238,7 @@ class LLMCall:
         facts.response_model = _text(response.model)
         if response_id := _text(response.response_id):
             values[A.RESPONSE_ID] = response_id
-        if reasons := [str(reason) for reason in response.finish_reasons or ()]:
+        if reasons := list(map(str, response.finish_reasons or ())):
             values[A.RESPONSE_FINISH_REASONS] = reasons
         if service_tier := _text(response.service_tier):
             facts.service_tier = service_tier
