@@ -7,7 +7,7 @@ gateway); the metrics, the ledger and the span's cost attributes are all written
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from costspan.facts import CallFacts
@@ -36,6 +36,10 @@ class ChargeResult:
     crossings: tuple[ThresholdCrossing, ...] = ()
 
 
+NO_CHARGE = ChargeResult()
+"""The result of a call no budget counted: one shared value, since every call without budgets has it."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallLabels:
     """One call's metric label values after folding, computed once and shared by every sink."""
@@ -56,7 +60,7 @@ class CallLabels:
 class Accounted:
     facts: CallFacts
     quote: Quote
-    charge: ChargeResult = field(default_factory=ChargeResult)
+    charge: ChargeResult = NO_CHARGE
     labels: CallLabels | None = None
     """Set by the accounting service; a sink given an ``Accounted`` built elsewhere folds its own."""
 

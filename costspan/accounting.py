@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from costspan.accounted import Accounted, CallLabels, ChargeResult, Sink
+from costspan.accounted import NO_CHARGE, Accounted, CallLabels, Sink
 from costspan.facts import USAGE_INVALID, CallFacts, checked
 from costspan.logs import log_once
 from costspan.pricing import FREE, PRICED, UNPRICED, Pricer, Quote
@@ -71,7 +71,7 @@ class Accounting:
             later.shutdown(wait=True)
 
     def _charge_and_record(self, facts: CallFacts, quote: Quote, reservation: Reservation | None) -> Accounted:
-        charge = ChargeResult()
+        charge = NO_CHARGE
         if self.budgets is not None:
             try:
                 charge = self.budgets.charge(facts, quote, reservation)

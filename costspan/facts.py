@@ -8,7 +8,7 @@ shape, so pricing, budgets, metrics and the ledger have a single input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from operator import attrgetter
 
@@ -54,6 +54,8 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
+NO_USAGE = Usage()
+"""Usage of a call that reported none: shared, since a usage is never changed (a frozen value)."""
 _COUNTS = tuple(f.name for f in fields(Usage))
 _PARTS = (
     (("cache_read_tokens", "cache_write_tokens"), "input_tokens"),
@@ -109,7 +111,7 @@ class CallFacts:
     request_model: str
     operation: str = "chat"
     response_model: str | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE
     usage_source: str = "reported"
     """``reported`` (by the provider), ``estimated`` (counted locally), ``none`` or a manual kind."""
     has_usage: bool = True

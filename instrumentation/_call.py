@@ -27,7 +27,7 @@ from costspan import attribute_names as A
 from costspan import attribution, wiring
 from costspan.errors import BudgetExceededError
 from costspan.estimation import PER_TOOL_CALL, Sample, message_text
-from costspan.facts import USAGE_INVALID, CallFacts, Usage, checked
+from costspan.facts import NO_USAGE, USAGE_INVALID, CallFacts, Usage, checked
 from costspan.instrumentation.prompt_hash import hash_messages
 from costspan.logs import log_once
 from costspan.processors.codec import encode_outcome, encode_request
@@ -185,7 +185,7 @@ class LLMCall:
                 return
             self._ended = True
         try:  # runs in the application's own ``except``: nothing may escape from here
-            self.facts.usage = Usage()  # the precheck's input estimate is not what the call used
+            self.facts.usage = NO_USAGE  # the precheck's input estimate is not what the call used
             self.facts.has_usage = False
             self.facts.usage_source = "none"
             if partial is not None:
@@ -257,7 +257,7 @@ class LLMCall:
             source = "estimated"
         elif usage is not None:
             self._sample(usage, response)
-        facts.usage = usage or Usage()
+        facts.usage = usage or NO_USAGE
         facts.has_usage = usage is not None
         facts.usage_source = source if usage is not None or invalid else "none"
         if runtime.settings.capture_content and response.output_texts:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from costspan.accounted import BudgetSnapshot, ChargeResult, ThresholdCrossing
+from costspan.accounted import NO_CHARGE, BudgetSnapshot, ChargeResult, ThresholdCrossing
 from costspan.budgets.config import BudgetsConfig, parse
 from costspan.budgets.guard import GuardedStore
 from costspan.budgets.rules import REQUESTS, TOKENS, UNIT_NAMES, USD, Rule
@@ -38,7 +38,6 @@ from costspan.pricing import UNPRICED, Quote
 from costspan.settings import Settings
 
 logger = logging.getLogger("costspan")
-_EMPTY = ChargeResult()
 _EXPIRY_GRACE_S = 3600
 """Counters outlive their window by an hour, so a status read at the turn still finds them."""
 _MAX_REMEMBERED = 10_000
@@ -203,7 +202,7 @@ class BudgetEngine:
         """Add the call to every rule it matches, settle its reservation, report crossings."""
         store = self._store
         if store is None or facts.outcome == "blocked":
-            return _EMPTY
+            return NO_CHARGE
         now = self._clock()
         amounts = {
             USD: quote.total_nanos if quote.status != UNPRICED else 0,
@@ -225,13 +224,13 @@ class BudgetEngine:
                 )
         giveback = reservation.giveback if isinstance(reservation, Reservation) else None
         if not increments and giveback is None:
-            return _EMPTY
+            return NO_CHARGE
         if any(not -MAX_CALL_NANOS <= inc.delta <= MAX_CALL_NANOS for inc in increments.values()):
             logger.warning("costspan: a charge out of range was not applied to the budgets: %s", increments)
-            return _EMPTY
+            return NO_CHARGE
         applied = store.apply(tuple(increments.values()), self._charge_op(facts), giveback)
         if applied is None or not increments:
-            return _EMPTY
+            return NO_CHARGE
         values = dict(zip(increments, applied, strict=True))
         return ChargeResult(self._most_used(hits, values), self._crossings(hits, values))
 

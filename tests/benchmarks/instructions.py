@@ -3,7 +3,9 @@
 Wall-clock medians on a shared 2-core machine move by tens of percent between runs; instruction
 counts do not. Each variant of ``overhead.py`` runs under ``valgrind --tool=callgrind`` twice, with
 N and 2N calls, and the difference divided by N is the cost of one call with start-up (imports,
-catalog and tokenizer loading) taken out.
+catalog and tokenizer loading) taken out. String hashing is seeded alike in every run
+(``PYTHONHASHSEED=0``): with random seeds the same code's dictionaries probe differently, and an
+uninstrumented call moved by about 1 % (50,000 instructions) between runs.
 
 Usage: python tests/benchmarks/instructions.py [--calls 200] [--kind sync|stream|async] [variants...]
 """
@@ -11,6 +13,7 @@ Usage: python tests/benchmarks/instructions.py [--calls 200] [--kind sync|stream
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -40,6 +43,7 @@ def instructions(variant: str, kind: str, calls: int) -> int:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
     found = TOTAL.search(result.stderr)
     if found is None:
