@@ -96,3 +96,19 @@ def install(close: Callable[[], None], drain: Callable[[], None], *, sigterm: bo
     setattr(on_sigterm, "_costspan", True)  # noqa: B010  # recognised if costspan is set up again
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, on_sigterm)
+        # Checked once costspan's handler is in place, so a signal arriving meanwhile is seen by one or the other.
+        if _stopping(previous):
+            drain()
+
+
+def _stopping(handler: object) -> bool:
+    """Whether the server whose SIGTERM handler costspan found was already asked to stop.
+
+    costspan set up on a request (lazily, after the server) may be set up after the signal: a
+    uvicorn worker whose first requests are the ones it accepted in the moment between the signal
+    and its loop noticing it. ``on_sigterm`` then never runs, yet the server serves those requests,
+    restores the handler it found (the default, in a gunicorn worker) and raises SIGTERM again,
+    which ends the process without ``atexit``: their calls would be lost with the batch not yet
+    written. uvicorn's ``Server`` says so in ``should_exit``."""
+    server = getattr(handler, "__self__", None)
+    return getattr(server, "should_exit", False) is True

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +87,28 @@ def test_flush_commits_without_closing(tmp_path: Path) -> None:
     sink.close()
     sink.close()  # idempotent
     assert len(rows(tmp_path / "l.db")) == 2
+
+
+def test_once_draining_each_row_is_committed_before_record_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After SIGTERM the process may die of the signal's default action the moment a call returns
+    (uvicorn restores it and raises SIGTERM again): waking the writer thread is not enough."""
+    sink = LedgerSink(tmp_path / "l.db", flush_seconds=60)
+    sink.record(accounted())
+    assert sink.drain()
+    writer = sink._writer
+    insert = writer._insert
+
+    def slow_insert(conn: sqlite3.Connection, batch: list[Any]) -> None:
+        time.sleep(0.05)  # a busy machine, or another process holding the write lock
+        insert(conn, batch)
+
+    monkeypatch.setattr(writer, "_insert", slow_insert)
+    for i in range(1, 6):
+        sink.record(accounted(i))
+        assert len(rows(tmp_path / "l.db")) == i + 1  # no flush, no close: on disk when record returns
+    sink.close()
 
 
 def test_missing_start_time_uses_record_time_minus_duration(tmp_path: Path) -> None:

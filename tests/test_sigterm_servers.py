@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from costspan.standin import ProviderServer, Scenario
+from costspan.standin._core import fake_id
 from tests.test_budget_stores import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,23 @@ def books(tmp_path: Path) -> tuple[int, int, int]:
     return int(rows), int(cost), int(spend)
 
 
+def drill_report(rows: int, standin: ProviderServer, tmp_path: Path, process: subprocess.Popen[bytes]) -> str:
+    """What each LLM call the stand-in received became: answered by the stand-in, seen completed by
+    the application (after costspan accounted it), against the ledger's rows."""
+    answered = set(standin.answered)
+    log = tmp_path / "calls.log"
+    completed = dict(reversed(line.split()) for line in log.read_text().splitlines()) if log.exists() else {}
+    lines = [f"ledger rows {rows}, stand-in requests {standin.request_count}, answered {len(answered)}, "
+             f"completed in the application {len(completed)}"]
+    for number in range(1, standin.request_count + 1):
+        response_id = fake_id("chatcmpl-", number, "chat", length=29)
+        if number not in answered or response_id not in completed:
+            lines.append(f"  request {number} ({response_id}): answered={number in answered} "
+                         f"completed in pid {completed.get(response_id)}")
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    return "\n".join([*lines, stderr])
+
+
 SERVERS = {
     "uvicorn": [sys.executable, "-m", "uvicorn", "tests.apps.llm_server:app", "--port", "{port}"],
     "uvicorn-launcher": [
@@ -133,7 +151,8 @@ def test_sigterm_under_a_real_server_keeps_every_completed_call(
     provider_server.set_default(Scenario(delay=0.3))
     port = free_port()
     command = [part.format(port=port) for part in SERVERS[server]]
-    env = server_env(tmp_path, provider_server, COSTSPAN_LAZY="1" if lazy else "0")
+    env = server_env(tmp_path, provider_server, COSTSPAN_LAZY="1" if lazy else "0",
+                     DRILL_CALLS_LOG=str(tmp_path / "calls.log"))
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_listening(port, process)
@@ -149,9 +168,43 @@ def test_sigterm_under_a_real_server_keeps_every_completed_call(
     calls = provider_server.request_count
     rows, cost, spend = books(tmp_path)
     assert load.completed > 10
-    assert rows == calls, (rows, calls, process.stderr.read().decode() if process.stderr else "")
+    assert rows == calls, drill_report(rows, provider_server, tmp_path, process)
     assert rows >= load.completed + 1  # the readiness probe's call, and every request answered
     assert cost > 0 and spend == cost  # the budget holds exactly what the ledger holds
+
+
+LATE = """
+import signal, sys
+import openai, uvicorn
+server = uvicorn.Server(uvicorn.Config("tests.apps.llm_server:app"))
+found = signal.signal(signal.SIGTERM, server.handle_exit)  # what uvicorn does as it starts serving
+signal.raise_signal(signal.SIGTERM)  # the worker is stopped before costspan is set up
+assert server.should_exit
+from costspan.instrumentation.openai import OpenAIInstrumentor
+OpenAIInstrumentor().instrument()  # on the first request, one the server accepted as the signal came
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="k", max_retries=0)
+for _ in range(int(sys.argv[2])):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+signal.signal(signal.SIGTERM, found)  # uvicorn, done serving: the handler it found, and the signal again
+signal.raise_signal(signal.SIGTERM)
+"""
+
+
+@pytest.mark.slow
+def test_costspan_set_up_after_the_server_got_sigterm_still_writes_each_call(
+    provider_server: ProviderServer, tmp_path: Path
+) -> None:
+    """A gunicorn uvicorn worker that had no request yet when SIGTERM came serves the ones it
+    accepted meanwhile: costspan, set up on the first of them, never sees the signal, and the
+    worker then dies of SIGTERM's default action, past atexit. Each call is written all the same."""
+    calls = 3
+    process = subprocess.run(
+        [sys.executable, "-c", LATE, provider_server.base_url, str(calls)],
+        cwd=ROOT, env=server_env(tmp_path, provider_server), capture_output=True, text=True, timeout=60,
+    )
+    assert process.returncode == -signal.SIGTERM, process.stderr
+    rows, cost, spend = books(tmp_path)
+    assert rows == calls == provider_server.request_count and spend == cost > 0
 
 
 IGNORING = """

@@ -8,7 +8,9 @@ Durability bound: a row is on disk once its batch commits. A batch commits when 
 rows are pending or ``flush_seconds`` after the previous one, and on ``flush()``/``close()``. A
 crash (SIGKILL, power loss) therefore loses at most the rows recorded in the last
 ``flush_seconds`` (or ``batch_rows`` rows, whichever comes first), plus the batch being committed.
-A clean exit or SIGTERM loses nothing that was recorded before ``close()``.
+A clean exit or SIGTERM loses nothing that was recorded before ``close()``. From SIGTERM on
+(``draining``) each ``put`` waits for its row's commit, since the process may then die of the
+signal's default action, past ``atexit``, as soon as the application's shutdown is done.
 
 Nothing is dropped silently: a row no SQLite column can hold (which would fail its whole batch on
 every retry) is dropped alone, and rows beyond ``MAX_PENDING`` while the disk refuses writes, or
@@ -42,6 +44,9 @@ MAX_PENDING = 200_000
 """Rows kept while the ledger cannot be written (disk full, file locked); beyond it the oldest go."""
 RETENTION_EVERY_S = 3600.0
 CLOSE_TIMEOUT_S = 10.0
+DRAINING_PUT_TIMEOUT_S = 2.0
+"""Once the process is stopping, how long a call waits for its own row to be committed (a few
+milliseconds unless another process holds the ledger's write lock)."""
 
 _Item = tuple[Accounted, int] | threading.Event
 
@@ -70,7 +75,7 @@ class LedgerWriter:
         self._logged: set[str] = set()
         self._closed = False
         self.draining = False
-        """Set when the process is asked to stop: each row is then written as soon as it is put."""
+        """Set when the process is asked to stop: each row is then written before ``put`` returns."""
         self._start()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _restart_in_child(ref))
@@ -86,12 +91,18 @@ class LedgerWriter:
 
     # -- caller's thread -----------------------------------------------------------------------
     def put(self, accounted: Accounted) -> None:
-        """Enqueue one call. Lock-free; wakes the writer only when a full batch is waiting."""
+        """Enqueue one call. Lock-free; wakes the writer only when a full batch is waiting. Once
+        ``draining``, returns when the row is committed (or after ``DRAINING_PUT_TIMEOUT_S``)."""
         pending = self._pending
         if len(pending) == MAX_PENDING:
             self._dropped(1, "overflow", "costspan: the ledger cannot keep up (disk full or locked?); rows are dropped")
         pending.append((accounted, time.time_ns() // 1000))
-        if self.draining or len(pending) == self.batch_rows:
+        if self.draining:
+            # The process may be killed as soon as the call returns (a server that drained its
+            # requests re-raises SIGTERM with the default action, past atexit): the row is written
+            # before the caller goes on, not merely handed to the thread.
+            self.flush(DRAINING_PUT_TIMEOUT_S)
+        elif len(pending) == self.batch_rows:
             self._wake.set()
 
     def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:

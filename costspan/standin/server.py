@@ -211,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write_json(reply, scenario)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (e.g. it closed a stream early)
+        else:
+            owner._answered(number)
 
     def _start(self, status: int, content_type: str, headers: dict[str, str]) -> None:
         self.send_response(status, STATUS_PHRASES.get(status))
@@ -305,6 +307,7 @@ class ProviderServer:
         self.model_aliases: dict[str, str] = dict(self._initial_aliases)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._answered_numbers: list[int] = []
         self._queue: list[Scenario] = []
         self._default = Scenario()
         self._httpd: _HTTPServer | None = None
@@ -396,6 +399,7 @@ class ProviderServer:
         """Forget requests, queued scenarios, the default scenario and added aliases."""
         with self._lock:
             self._requests.clear()
+            self._answered_numbers.clear()
             self._queue.clear()
             self._default = Scenario()
             self.model_aliases = dict(self._initial_aliases)
@@ -412,6 +416,13 @@ class ProviderServer:
     def request_count(self) -> int:
         with self._lock:
             return len(self._requests)
+
+    @property
+    def answered(self) -> list[int]:
+        """The numbers (1, 2, ... in the order received) of the requests whose whole answer was
+        written to the connection, in the order they were finished."""
+        with self._lock:
+            return list(self._answered_numbers)
 
     @property
     def last_request(self) -> RecordedRequest:
@@ -438,6 +449,10 @@ class ProviderServer:
                     break
             self._requests.append(RecordedRequest(method, path, query, headers, body, raw, route_name, scenario))
             return scenario, len(self._requests)
+
+    def _answered(self, number: int) -> None:
+        with self._lock:
+            self._answered_numbers.append(number)
 
 
 def _parse_aliases(values: Iterable[str]) -> dict[str, str]:

@@ -19,6 +19,18 @@ _URL = os.environ["STANDIN_URL"] + "/v1"
 _MESSAGES: Any = [{"role": "user", "content": "Name one lighthouse."}]
 _lock = threading.Lock()
 _instrumented = False
+_CALLS = os.environ.get("DRILL_CALLS_LOG")
+"""When set, a file each completed LLM call appends a line to (``pid response-id``), once costspan
+has accounted it: the calls the ledger must hold, as the application saw them end."""
+
+
+def _completed(answer: Any) -> None:
+    if _CALLS:
+        fd = os.open(_CALLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{os.getpid()} {answer.id}\n".encode())
+        finally:
+            os.close(fd)
 
 
 def _instrument() -> None:
@@ -45,6 +57,7 @@ async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable
     _instrument()
     client = openai.AsyncOpenAI(base_url=_URL, api_key="k", max_retries=0)
     answer = await client.chat.completions.create(model="gpt-4o-mini", messages=_MESSAGES)
+    _completed(answer)
     body = (answer.choices[0].message.content or "").encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body})
@@ -54,5 +67,6 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
     _instrument()
     client = openai.OpenAI(base_url=_URL, api_key="k", max_retries=0)
     answer = client.chat.completions.create(model="gpt-4o-mini", messages=_MESSAGES)
+    _completed(answer)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [(answer.choices[0].message.content or "").encode()]
