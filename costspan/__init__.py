@@ -30,8 +30,9 @@ def status() -> list[dict[str, Any]]:
 
 def flush() -> None:
     """Write out everything recorded (ledger rows, spend kept during a store outage, the last OTLP
-    figures), and from now on write each call as soon as it ends: what costspan does on SIGTERM,
-    for an application that handles its signals itself (``COSTSPAN_SIGTERM=false``)."""
+    figures), and from now on commit each call's row before the call returns (async calls then end
+    in a worker thread): what costspan does on SIGTERM, for an application that handles its
+    signals itself (``COSTSPAN_SIGTERM=false``)."""
     from costspan import runtime
 
     runtime.drain()

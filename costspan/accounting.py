@@ -36,6 +36,9 @@ class Accounting:
     """``endpoints:`` from the settings: base URLs named as a provider (or as a local server)."""
     service_name: str = "unknown_service"
     """The project of a call that names none."""
+    draining: bool = field(default=False, init=False)
+    """Set when the process is asked to stop: from then on the ledger commits each call's row
+    before the call returns (see :meth:`drain`)."""
     _later: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def account(self, facts: CallFacts, reservation: Reservation | None = None) -> Accounted:
@@ -56,8 +59,15 @@ class Accounting:
         return Accounted(facts, quote)
 
     def charges_wait(self) -> bool:
-        """Whether a charge may wait on a file lock or the network (then not on an event loop)."""
-        return self.budgets is not None and self.budgets.waits_on_store()
+        """Whether accounting a call may wait: on the budget store's file lock or network, or, once
+        the process is stopping, on the ledger's commit. Then it is not done on an event loop."""
+        return self.draining or (self.budgets is not None and self.budgets.waits_on_store())
+
+    def drain(self) -> None:
+        """The process is stopping (SIGTERM): the charges on the worker thread are done, and the
+        calls accounted from now on wait for their rows, so they end off any event loop."""
+        self.draining = True
+        self.flush()
 
     def flush(self) -> None:
         """Wait for the charges handed to the worker thread (SIGTERM, exit)."""

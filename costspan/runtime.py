@@ -138,7 +138,7 @@ def build(
     )
     runtime = Runtime(settings=settings, accounting=accounting, meter_provider=meter_provider)
     runtime.monitor = EstimationMonitor(runtime.counter, prometheus.record_estimation_error, sample_rate(settings))
-    runtime.lifecycle.add_drainer(accounting.flush)
+    runtime.lifecycle.add_drainer(accounting.drain)
     runtime.lifecycle.add_closer(budgets.close)
     runtime.lifecycle.add_drainer(budgets.flush)
     register(budgets, registry)  # budget gauges read the store at scrape time

@@ -39,15 +39,19 @@ class ChunkObserver(Protocol):
 
 
 class StreamState:
-    __slots__ = ("call", "finished", "log_error", "observer", "off_loop")
+    __slots__ = ("call", "finished", "log_error", "observer")
 
     def __init__(self, call: StreamedCall, observer: ChunkObserver, log_error: Callable[[str], None]) -> None:
         self.call = call
         self.observer = observer
         self.finished = False
         self.log_error = log_error
-        self.off_loop = ends_off_loop(getattr(call, "runtime", None))
-        """Ending the call charges the budget store; an async stream then ends it in a worker thread."""
+
+    @property
+    def off_loop(self) -> bool:
+        """Ending the call may wait (the budget store, the ledger once stopping): an async stream
+        then ends it in a worker thread. Judged when it ends, since SIGTERM may have come meanwhile."""
+        return ends_off_loop(getattr(self.call, "runtime", None))
 
     def on_chunk(self, chunk: Any) -> None:
         try:
@@ -90,8 +94,9 @@ class StreamState:
 
 
 def ends_off_loop(runtime: Runtime | None) -> bool:
-    budgets = runtime.budgets if runtime is not None else None
-    return budgets is not None and bool(budgets.waits_on_store())
+    """Whether ending a call may wait (see ``Accounting.charges_wait``): an async call then ends in a
+    worker thread. Judged as the call ends, since SIGTERM may have come while it ran."""
+    return runtime is not None and runtime.accounting.charges_wait()
 
 
 class WatchedProxy(wrapt.ObjectProxy):

@@ -144,21 +144,20 @@ async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any
         call = _begin(operation, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
-    off_loop = ends_off_loop(runtime)  # ending the call charges it: the same holds for the charge
     # One context for the call: our span current (HTTP client spans nest under it) and the mark
     # that a call is being instrumented.
     token = otel_context.attach(call.context(otel_context.set_value(_ACTIVE, True)))
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        if off_loop:
+        if ends_off_loop(runtime):
             await asyncio.to_thread(call.fail, exc)  # the thread completes even if this await is cancelled
         else:
             call.fail(exc)
         raise
     finally:
         otel_context.detach(token)
-    if off_loop:
+    if ends_off_loop(runtime):  # ending the call charges it: judged now, SIGTERM may have come meanwhile
         return await asyncio.to_thread(_finish, operation, call, result, is_async=True)
     return _finish(operation, call, result, is_async=True)
 

@@ -208,6 +208,65 @@ budgets:
     assert provider_server.request_count == 2
 
 
+def test_once_stopping_an_async_call_waits_for_its_ledger_row_off_the_event_loop(
+    make_runtime: Callable[..., Harness],
+    openai_instrumented: Any,
+    provider_server: ProviderServer,
+    tmp_path: Path,
+) -> None:
+    """After SIGTERM (``costspan.flush()`` does the same) a call returns only once its ledger row is
+    committed. With no budget to wait on, an async call then still ends in a worker thread: another
+    process holds the ledger's write lock for 0.3 s, and the loop runs its other task meanwhile."""
+    import asyncio
+    import time
+
+    import openai
+
+    make_runtime(
+        f"""
+endpoints:
+  {provider_server.base_url.rstrip("/")}/v1: openai
+""",
+        COSTSPAN_STORE=f"sqlite:///{tmp_path / 'costspan.db'}",
+        COSTSPAN_LEDGER="on",
+    )
+    ledger = tmp_path / "costspan-ledger.db"
+    client = openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="k", max_retries=0)
+
+    def rows() -> int:
+        with sqlite3.connect(ledger) as db:
+            return int(db.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+    async def run() -> tuple[float, float, int]:
+        costspan.flush()  # what the SIGTERM handler runs
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert rows() == 1  # written before the call returned
+        holder, release = lock_the_store(ledger)
+        threading.Timer(0.3, release.set).start()
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        started = time.monotonic()
+        ticker = asyncio.create_task(tick())
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        waited = time.monotonic() - started
+        written = rows()
+        await ticker
+        holder.join()
+        return waited, max(gaps, default=waited), written
+
+    waited, longest_gap, written = asyncio.run(run())
+    assert written == 2 and waited >= 0.2  # the call waited for its row's commit
+    assert longest_gap < 0.08  # in a worker thread: the loop ran its other task all along
+
+
 def test_a_call_cancelled_while_its_budget_check_waits_is_ended_and_released(
     make_runtime: Callable[..., Harness],
     openai_instrumented: Any,
