@@ -12,7 +12,7 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -164,7 +164,6 @@ def test_an_async_call_waiting_on_the_store_does_not_block_the_event_loop(
     """Another process holds the SQLite store's write lock for 0.4 s; the enforced check before the
     call, or the charge after it, waits for it in a worker thread while the loop's other tasks run."""
     import asyncio
-    import time
 
     import openai
 
@@ -180,29 +179,11 @@ budgets:
     )
     client = openai.AsyncOpenAI(base_url=provider_server.base_url + "/v1", api_key="k", max_retries=0)
 
-    async def run() -> tuple[float, float]:
+    async def run() -> tuple[float, float, None]:
         await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # creates the schema
-        holder, release = lock_the_store(store)
-        threading.Timer(0.4, release.set).start()
-        gaps: list[float] = []
+        return await call_while_locked(client, store, 0.4, lambda: None)
 
-        async def tick() -> None:
-            last = time.monotonic()
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        started = time.monotonic()
-        ticker = asyncio.create_task(tick())
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        waited = time.monotonic() - started
-        await ticker
-        holder.join()
-        return waited, max(gaps, default=waited)  # no tick at all: the loop was blocked throughout
-
-    waited, longest_gap = asyncio.run(run())
+    waited, longest_gap, _ = asyncio.run(run())
     assert 0.09 <= waited < 0.35  # the call waited for the lock, but no longer than the store's bound
     assert longest_gap < 0.08  # and the loop ran its other task all along
     assert provider_server.request_count == 2
@@ -218,7 +199,6 @@ def test_once_stopping_an_async_call_waits_for_its_ledger_row_off_the_event_loop
     committed. With no budget to wait on, an async call then still ends in a worker thread: another
     process holds the ledger's write lock for 0.3 s, and the loop runs its other task meanwhile."""
     import asyncio
-    import time
 
     import openai
 
@@ -241,26 +221,7 @@ endpoints:
         costspan.flush()  # what the SIGTERM handler runs
         await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         assert rows() == 1  # written before the call returned
-        holder, release = lock_the_store(ledger)
-        threading.Timer(0.3, release.set).start()
-        gaps: list[float] = []
-
-        async def tick() -> None:
-            last = time.monotonic()
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        started = time.monotonic()
-        ticker = asyncio.create_task(tick())
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        waited = time.monotonic() - started
-        written = rows()
-        await ticker
-        holder.join()
-        return waited, max(gaps, default=waited), written
+        return await call_while_locked(client, ledger, 0.3, rows)
 
     waited, longest_gap, written = asyncio.run(run())
     assert written == 2 and waited >= 0.2  # the call waited for its row's commit
@@ -312,6 +273,40 @@ quotas:
     # The abandoned call's reservation was settled when its span ended: one count each, not three.
     (quota,) = harness.runtime.budgets.status()
     assert quota.used == 2
+
+
+T = TypeVar("T")
+
+
+async def call_while_locked(
+    client: Any, db: Path, hold_s: float, then: Callable[[], T]
+) -> tuple[float, float, T]:
+    """One async call while another writer holds ``db``'s write lock for ``hold_s``, and a task
+    ticks every 10 ms: how long the call took, the longest the loop went without a tick, and what
+    ``then()`` said as the call returned."""
+    import asyncio
+    import time
+
+    holder, release = lock_the_store(db)
+    threading.Timer(hold_s, release.set).start()
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    started = time.monotonic()
+    ticker = asyncio.create_task(tick())
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    waited = time.monotonic() - started
+    seen = then()
+    await ticker
+    holder.join()
+    return waited, max(gaps, default=waited), seen  # no tick at all: the loop was blocked throughout
 
 
 def lock_the_store(store: Path) -> tuple[threading.Thread, threading.Event]:
