@@ -54,18 +54,15 @@ def finish_reasons(choices: Any) -> list[str]:
 def chat_response(result: Any, request: Request) -> Response:
     choices = field(result, "choices") or ()
     texts: list[str] = []
-    reasons: list[str] = []
-    for choice in choices:  # one pass, no comprehension frames: this runs on every chat answer
+    for choice in choices:  # a loop, not a comprehension frame: this runs on every chat answer
         content = field(field(choice, "message"), "content")
         if isinstance(content, str):
             texts.append(content)
-        if reason := field(choice, "finish_reason"):
-            reasons.append(str(reason))
     usage = usage_from(field(result, "usage")) or usage_from(field(field(result, "x_groq"), "usage"))
     return Response(
         model=field(result, "model"),
         response_id=field(result, "id"),
-        finish_reasons=reasons,
+        finish_reasons=finish_reasons(choices),
         usage=usage,
         service_tier=field(result, "service_tier"),
         output_texts=texts,

@@ -21,11 +21,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeAlias
 
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from wrapt import FunctionWrapper
 
@@ -125,6 +127,12 @@ def _finish(operation: Operation, call: Call, result: Any, *, is_async: bool) ->
     return result
 
 
+def _enter(call: Call) -> Token[Context]:
+    """Attach one context for the call: our span current (HTTP client spans nest under it) and the
+    mark that a call is being instrumented. Returns the token to detach."""
+    return otel_context.attach(call.context(otel_context.set_value(_ACTIVE, True)))
+
+
 def make_wrapper(operation: Operation, wrapped_is_async: bool) -> Callable[..., Any]:
     """A wrapt wrapper for one client method."""
     return partial(run_async if wrapped_is_async else run_sync, operation)
@@ -144,9 +152,7 @@ async def run_async(operation: Operation, wrapped: Any, instance: Any, args: Any
         call = _begin(operation, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
-    # One context for the call: our span current (HTTP client spans nest under it) and the mark
-    # that a call is being instrumented.
-    token = otel_context.attach(call.context(otel_context.set_value(_ACTIVE, True)))
+    token = _enter(call)
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -186,9 +192,7 @@ def run_sync(operation: Operation, wrapped: Any, instance: Any, args: Any, kwarg
     call = _begin(operation, instance, args, kwargs)
     if call is None:
         return wrapped(*args, **kwargs)
-    # One context for the call: our span current (HTTP client spans nest under it) and the mark
-    # that a call is being instrumented.
-    token = otel_context.attach(call.context(otel_context.set_value(_ACTIVE, True)))
+    token = _enter(call)
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
